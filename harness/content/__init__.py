@@ -1,0 +1,1 @@
+"""Channel files: format, fault models, the spec oracle and the host sensor."""
