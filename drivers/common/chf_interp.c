@@ -422,8 +422,8 @@ void chf_slots_init(const struct chf_value *slots[CHF_INPUT_SLOTS],
 		slots[i] = i < CHF_INPUTS ? &values[i] : poison;
 }
 
-static CHF_NOINLINE int chf_match_criterion(const struct chf_criterion *cr,
-					    const struct chf_value *v)
+CHF_NOINLINE int chf_match_criterion(const struct chf_criterion *cr,
+				     const struct chf_value *v)
 {
 	/* Reading v->len is where a poisoned slot faults. */
 	uint32_t have = v->len;

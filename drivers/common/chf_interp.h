@@ -180,6 +180,14 @@ void chf_evaluate(const struct chf_content *content,
 /* The 20 attributes of the synthetic named-pipe event every platform uses. */
 void chf_synthetic_event(struct chf_value values[CHF_INPUTS]);
 
+/*
+ * Match one criterion against one input value.  This is the function that
+ * reads an input slot, so it is where the vulnerable build faults on field
+ * 21; it is external and never inlined so every crash report names it.
+ */
+CHF_NOINLINE int chf_match_criterion(const struct chf_criterion *cr,
+				     const struct chf_value *v);
+
 /* CRC-32 (IEEE 802.3, reflected, as zlib.crc32) of p[0..n). */
 uint32_t chf_crc32(const uint8_t *p, uint32_t n);
 

@@ -15,7 +15,8 @@
  * Exit status: 0 when an outcome was reported (loaded, rejected, crash,
  * timeout), 2 when the file could not be read (message on stderr).
  */
-#define _DEFAULT_SOURCE
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "../common/chf_interp.h"
@@ -42,6 +44,7 @@ struct report {
 	volatile int stage;
 	volatile int signo;
 	volatile uintptr_t fault_addr;
+	volatile uintptr_t fault_ip; /* instruction pointer at the fault, 0 if unknown */
 	struct chf_result res;
 	struct chf_eval eval;
 	uint32_t instances;
@@ -66,8 +69,14 @@ static void host_free(void *ptr, void *ctx)
 
 static void on_fault(int signo, siginfo_t *info, void *uctx)
 {
-	(void)uctx;
 	shared->signo = signo;
+#if defined(__x86_64__)
+	shared->fault_ip = (uintptr_t)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+	shared->fault_ip = (uintptr_t)((ucontext_t *)uctx)->uc_mcontext.pc;
+#else
+	(void)uctx;
+#endif
 	shared->fault_addr = (uintptr_t)info->si_addr;
 	signal(signo, SIG_DFL);
 	raise(signo);
@@ -169,6 +178,16 @@ static const char *fault_region(const struct report *r)
 	return "unmapped memory";
 }
 
+/* Name of the function holding the faulting instruction (needs -rdynamic). */
+static const char *fault_function(const struct report *r)
+{
+	Dl_info info;
+
+	if (r->fault_ip && dladdr((void *)r->fault_ip, &info) && info.dli_sname)
+		return info.dli_sname;
+	return "unknown";
+}
+
 static void print_report(const char *path, size_t size, int status)
 {
 	const struct report *r = shared;
@@ -189,9 +208,9 @@ static void print_report(const char *path, size_t size, int status)
 
 		outcome = "crash";
 		snprintf(reason, sizeof(reason),
-			 "%s reading 0x%lx (%s) during %s", strsignal(sig),
+			 "%s reading 0x%lx (%s) in %s during %s", strsignal(sig),
 			 (unsigned long)r->fault_addr, fault_region(r),
-			 stage_name(r->stage));
+			 fault_function(r), stage_name(r->stage));
 	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
 		   r->stage != STAGE_DONE) {
 		fprintf(stderr, "chf-check: %s: interpreter child failed (status %d)\n",
@@ -209,7 +228,10 @@ static void print_report(const char *path, size_t size, int status)
 
 	printf(", \"outcome\": \"%s\", \"reason\": ", outcome);
 	json_str(reason);
-	printf(", \"stage\": \"%s\"", stage_name(r->stage));
+	/* Where the outcome was decided: a rejection at load, a clean run after
+	 * the event was evaluated, a crash wherever it happened. */
+	printf(", \"stage\": \"%s\"", !strcmp(outcome, "rejected") ? "load" :
+	       !strcmp(outcome, "loaded") ? "evaluate" : stage_name(r->stage));
 	if (!strcmp(outcome, "rejected")) {
 		printf(", \"reason_code\": \"%s\", \"offset\": %u",
 		       chf_reason_name(r->res.reason), r->res.offset);
@@ -220,10 +242,10 @@ static void print_report(const char *path, size_t size, int status)
 		int sig = r->signo ? r->signo : WTERMSIG(status);
 
 		printf(", \"crash\": {\"signal\": \"%s\", \"address\": \"0x%lx\", "
-		       "\"region\": \"%s\", \"stage\": \"%s\"",
+		       "\"region\": \"%s\", \"function\": \"%s\", \"stage\": \"%s\"",
 		       sig == SIGBUS ? "SIGBUS" : sig == SIGSEGV ? "SIGSEGV" : "other",
 		       (unsigned long)r->fault_addr, fault_region(r),
-		       stage_name(r->stage));
+		       fault_function(r), stage_name(r->stage));
 		if (r->fault_addr >= r->guard_lo && r->fault_addr < r->guard_hi)
 			printf(", \"buffer_offset\": %lu",
 			       (unsigned long)(r->fault_addr - r->buf_lo));

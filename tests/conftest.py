@@ -1,0 +1,30 @@
+"""Shared helpers for the test suite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require_tool(tool: str, fix: str) -> str:
+    """Path of `tool`; a missing tool skips the test, except under CI=true where it fails."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} not found: {fix}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: a missing part fails the run)")
+        pytest.skip(message)
+    return path
+
+
+def run_harness(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real `harness` command line, as a user would."""
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=check)

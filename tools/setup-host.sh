@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Install what this project needs on a Debian 12 host, idempotently, saying
+# what it does.  Run by `make setup` (and so by `make test`); safe to rerun.
+#
+#   tools/setup-host.sh            Debian packages + the Python package
+#   SETUP_SKIP_APT=1 tools/...     only the Python package
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# What each package is for:
+#   build-essential pkg-config      host build of the sensor (chf-check), the kernel module
+#   clang libclang-rt-14-dev        libFuzzer for the fuzz targets
+#   linux-image-amd64               the reference guest's kernel (booted by the VM harness)
+#   linux-headers-amd64             headers of that exact kernel, for the sensor module
+#   kmod                            modinfo, for checking the built module
+#   mingw-w64                       cross compiler for the Windows minifilter (.sys)
+#   osslsigncode openssl            test-signing the .sys
+PACKAGES=(
+  build-essential pkg-config
+  clang libclang-rt-14-dev
+  linux-image-amd64 linux-headers-amd64 kmod
+  mingw-w64
+  osslsigncode openssl
+)
+
+say() { printf 'setup: %s\n' "$*"; }
+
+if [ "${SETUP_SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+      say "missing Debian packages: ${missing[*]}"
+      say "run as root, or: sudo apt-get install --no-install-recommends ${missing[*]}"
+      exit 1
+    fi
+    say "installing Debian packages: ${missing[*]} (a few minutes on a fresh machine)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+  else
+    say "Debian packages present (${#PACKAGES[@]} checked)"
+  fi
+fi
+
+# The Python package, editable, into the active Python (a venv if one is active).
+PY=${PYTHON:-python3}
+stamp=".setup-python.stamp"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import harness, yaml, jinja2, pefile" 2>/dev/null; then
+  say "installing the harness Python package with $("$PY" --version 2>&1) ($PY -m pip install -e '.[test]')"
+  "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
+  touch "$stamp"
+else
+  say "Python package installed ($(command -v harness || echo "$PY -m harness.cli"))"
+fi
