@@ -114,6 +114,15 @@ def test_a_body_len_overflow_faults_on_the_guard_page_while_loading(tmp_path: Pa
     assert crash is not None
     assert (crash["stage"], crash["region"]) == ("load", "guard page after the content buffer")
     assert crash["buffer_offset"] == len(rule(1, 20)) + 24  # the first byte past the file
+    assert crash["function"] == "chf_crc32"  # the CRC is computed over the trusted body_len
+
+
+def test_a_lying_payload_len_faults_while_compiling_the_pattern(tmp_path: Path) -> None:
+    path = tmp_path / "short.sys"
+    path.write_bytes(_short)
+    crash = check_file(path, "vulnerable").crash
+    assert crash is not None
+    assert (crash["stage"], crash["function"]) == ("load", "chf_compile_pattern")
 
 
 def test_the_hardened_build_says_why_it_rejects(tmp_path: Path) -> None:

@@ -23,12 +23,13 @@ static uint32_t rd32(const uint8_t *p)
 	       ((uint32_t)p[3] << 24);
 }
 
-static void copy_bytes(uint8_t *dst, const uint8_t *src, uint32_t n)
+CHF_NOINLINE void chf_compile_pattern(uint8_t *dst, const uint8_t *payload,
+				      uint32_t len)
 {
 	uint32_t i;
 
-	for (i = 0; i < n; i++)
-		dst[i] = src[i];
+	for (i = 0; i < len; i++)
+		dst[i] = payload[i];
 }
 
 static int bytes_equal(const uint8_t *a, const uint8_t *b, uint32_t n)
@@ -42,7 +43,7 @@ static int bytes_equal(const uint8_t *a, const uint8_t *b, uint32_t n)
 }
 
 /* CRC-32 (IEEE 802.3, reflected, as zlib.crc32). */
-uint32_t chf_crc32(const uint8_t *p, uint32_t n)
+CHF_NOINLINE uint32_t chf_crc32(const uint8_t *p, uint32_t n)
 {
 	uint32_t crc = 0xFFFFFFFFu;
 	uint32_t i;
@@ -308,7 +309,7 @@ static enum chf_status build_instances(const struct chf_env *env,
 			cr->pattern = env->alloc(cr->len ? cr->len : 1u, env->ctx);
 			if (!cr->pattern)
 				goto no_memory;
-			copy_bytes(cr->pattern, p, cr->len);
+			chf_compile_pattern(cr->pattern, p, cr->len);
 			p += cr->len;
 		}
 	}

@@ -44,7 +44,7 @@
 #if defined(_MSC_VER)
 #define CHF_NOINLINE __declspec(noinline)
 #else
-#define CHF_NOINLINE __attribute__((noinline))
+#define CHF_NOINLINE __attribute__((__noinline__))
 #endif
 
 #define CHF_HEADER_SIZE 24u
@@ -188,8 +188,14 @@ void chf_synthetic_event(struct chf_value values[CHF_INPUTS]);
 CHF_NOINLINE int chf_match_criterion(const struct chf_criterion *cr,
 				     const struct chf_value *v);
 
-/* CRC-32 (IEEE 802.3, reflected, as zlib.crc32) of p[0..n). */
-uint32_t chf_crc32(const uint8_t *p, uint32_t n);
+/* CRC-32 (IEEE 802.3, reflected, as zlib.crc32) of p[0..n).  Out of line:
+ * the vulnerable build's read past a lying body_len faults here. */
+CHF_NOINLINE uint32_t chf_crc32(const uint8_t *p, uint32_t n);
+
+/* Compile one criterion's pattern (a copy of its payload).  Out of line: the
+ * vulnerable build's read past a lying len faults here. */
+CHF_NOINLINE void chf_compile_pattern(uint8_t *dst, const uint8_t *payload,
+				      uint32_t len);
 
 /* Short stable name of a reason code, e.g. "bad-crc". */
 const char *chf_reason_name(enum chf_reason reason);
