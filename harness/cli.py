@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from . import machine_cli
 from .content import cli as content_cli
 from .content.format import ContentFormatError
 from .errors import HarnessError
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     content_cli.register(groups)
+    machine_cli.register(groups)
     return parser
 
 

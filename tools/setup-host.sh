@@ -15,12 +15,20 @@ cd "$(dirname "$0")/.."
 #   kmod                            modinfo, for checking the built module
 #   mingw-w64                       cross compiler for the Windows minifilter (.sys)
 #   osslsigncode openssl            test-signing the .sys
+#   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils   the VMs
+#   libvirt-dev                     building libvirt-python from PyPI
+#   busybox-static dropbear-bin cpio xz-utils e2fsprogs   the reference guest's
+#                                   initramfs, its SSH server and its data disk
+#   libxml2-utils                   xmllint, which virt-xml-validate runs
 PACKAGES=(
   build-essential pkg-config
   clang libclang-rt-14-dev
   linux-image-amd64 linux-headers-amd64 kmod
   mingw-w64
   osslsigncode openssl
+  libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 qemu-utils
+  busybox-static dropbear-bin cpio xz-utils e2fsprogs
+  libxml2-utils
 )
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -50,10 +58,15 @@ fi
 # The Python package, editable, into the active Python (a venv if one is active).
 PY=${PYTHON:-python3}
 stamp=".setup-python.stamp"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import harness, yaml, jinja2, pefile" 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import harness, yaml, jinja2, pefile, libvirt, paramiko, filelock" 2>/dev/null; then
   say "installing the harness Python package with $("$PY" --version 2>&1) ($PY -m pip install -e '.[test]')"
   "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
   touch "$stamp"
 else
   say "Python package installed ($(command -v harness || echo "$PY -m harness.cli"))"
+fi
+
+# libvirt's daemons (no systemd on these machines): start them when not running.
+if [ "${SETUP_SKIP_DAEMONS:-0}" != 1 ]; then
+  tools/libvirtd.sh start
 fi

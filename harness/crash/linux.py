@@ -17,7 +17,8 @@ takes every line after it, so the whole Oops is captured, until it ends:
   (version`): a report the next boot cut short is `corrupted` unless it
   had already panicked;
 * or at `flush()` (end of input, end of the monitor's grace window): a
-  report still inside its body is `corrupted` (truncated);
+  report still inside its body is `corrupted` (truncated) unless it had
+  already panicked (a pvpanic reset cuts the console right after the panic);
 * or after `max_report_lines` lines (`corrupted`).
 
 Supported report starts (kind -> title):
@@ -271,7 +272,8 @@ class LinuxConsoleParser:
         handed out yet."""
         current = self._current
         if current is not None:
-            self._finish(TRUNCATED if current.state is _State.BODY else None)
+            cut = current.state is _State.BODY and not current.panic
+            self._finish(TRUNCATED if cut else None)
         return self.reports()
 
     def feed_line(self, line: str, lineno: int) -> None:

@@ -1,0 +1,58 @@
+"""Where a run keeps what it saw: artifacts/<run id>/<test id>/.
+
+Everything is written atomically (temp file, then rename), so a full disk or a
+kill mid-write never leaves half a verdict behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import HarnessError
+from .paths import REPO_ROOT
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("HARNESS_ARTIFACTS", REPO_ROOT / "artifacts"))
+
+
+def safe_name(test_id: str) -> str:
+    """A test id as a directory name: tests/test_x.py::test_y[a] -> test_x.py--test_y-a"""
+    name = test_id.split("/")[-1].replace("::", "--")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:150] or "test"
+
+
+def test_dir(root: Path, run_id: str, test_id: str) -> Path:
+    path = root / run_id / safe_name(test_id)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot create the artifacts directory: {exc.strerror}") from None
+    return path
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise HarnessError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")

@@ -1,0 +1,41 @@
+"""Guest families: what a family's console says at each step of a boot.
+
+The monitor knows no guest; a family tells it which lines start a boot, mark
+the driver loaded or skipped, reject a content file, complete the boot, and
+which parser turns crash text into a report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..crash.report import CrashReport
+
+
+class CrashParser(Protocol):
+    def is_crash_start(self, line: str) -> bool: ...
+    def feed_line(self, line: str, lineno: int) -> None: ...
+    def reports(self) -> list[CrashReport]: ...
+    def flush(self) -> list[CrashReport]: ...
+
+
+@dataclass(frozen=True)
+class ConsoleMarkers:
+    boot_start: re.Pattern[str]
+    sensor_loaded: re.Pattern[str]
+    sensor_skipped: re.Pattern[str]
+    boot_complete: re.Pattern[str]
+    file_loaded: re.Pattern[str]  # group "name"
+    file_rejected: re.Pattern[str]  # groups "name", "reason"
+    ssh_ready: re.Pattern[str]
+    boot_error: re.Pattern[str]
+    crash_end: re.Pattern[str]  # the last line of a crash report, when the guest prints one
+
+
+class Family(Protocol):
+    name: str
+    markers: ConsoleMarkers
+
+    def crash_parser(self) -> CrashParser: ...

@@ -1,0 +1,105 @@
+"""`harness reproduce`, `harness triage`, `harness guest build` and `harness doctor`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import select_profile
+from .content.oracle import BUILDS
+from .monitor.verdict import Verdict
+
+
+def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = groups.add_parser("reproduce", help="boot a fresh VM with a content file and name the outcome")
+    p.add_argument("file", type=Path)
+    p.add_argument("--profile", help="profile name (default linux-ref)")
+    p.add_argument("--config", type=Path, help="YAML file with profiles")
+    p.add_argument("--sensor", choices=BUILDS, help="sensor build (default: the profile's)")
+    p.add_argument("--artifacts", type=Path, help="artifacts directory (default ./artifacts)")
+    p.add_argument("--keep", action="store_true", help="keep the per-test disk image")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_reproduce)
+
+    p = groups.add_parser("triage", help="the crash report and verdict a saved serial log implies")
+    p.add_argument("log", type=Path)
+    p.add_argument("--boot-loop-threshold", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_triage)
+
+    guest = groups.add_parser("guest", help="guest images")
+    sub = guest.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    p = sub.add_parser("build", help="build (or find cached) the Linux reference guest")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(run=cmd_guest_build)
+
+    p = groups.add_parser("doctor", help="check this host and print the fix for each problem")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--profile")
+    p.set_defaults(run=cmd_doctor)
+
+
+def _crash_line(verdict: Verdict) -> str:
+    if verdict.crash is None:
+        return "crash:     none"
+    c = verdict.crash
+    where = f" ({c.function} in {c.module})" if c.function and c.module else ""
+    return f"crash:     {c.title}{where}"
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    profile = select_profile(args.config, args.profile)
+    result = reproduce(args.file, profile, sensor=args.sensor, artifacts_root=args.artifacts, keep=args.keep)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        v = result.verdict
+        print(f"verdict:   {v.verdict} ({v.reason})")
+        print(f"boots:     {v.boots} ({v.crashing_boots} crashing)")
+        print(_crash_line(v))
+        print(f"artifacts: {result.artifacts}")
+        print(f"rerun:     {result.rerun}")
+    return 3 if result.verdict.verdict == "infra-error" else 0
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    from .triage import triage_file
+
+    verdict = triage_file(args.log, args.boot_loop_threshold)
+    if args.json:
+        out: dict[str, Any] = {"log": str(args.log), **verdict.to_json()}
+        print(json.dumps(out))
+    else:
+        print(f"verdict:   {verdict.verdict} ({verdict.reason})")
+        print(f"boots:     {verdict.boots} ({verdict.crashing_boots} crashing)")
+        print(_crash_line(verdict))
+        if verdict.crash is not None and verdict.crash.ip:
+            print(f"ip:        {verdict.crash.ip}")
+    return 0
+
+
+def cmd_guest_build(args: argparse.Namespace) -> int:
+    from .guest.linux_ref import build_reference_guest
+
+    guest = build_reference_guest(force=args.force, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"kernel {guest.kernel}\ninitrd {guest.initrd}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_checks
+
+    profile = select_profile(args.config, args.profile)
+    problems = 0
+    for check in run_checks(profile):
+        mark = "ok " if check.ok else "FAIL"
+        print(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok:
+            problems += 1
+            print(f"       fix: {check.fix}")
+    return 1 if problems else 0

@@ -1,0 +1,1 @@
+"""The monitor: console lines and libvirt events in, a named verdict out."""

@@ -1,0 +1,224 @@
+"""The monitor: one state machine over console lines and libvirt events that names
+what happened to a machine (syzkaller's monitor loop, across reboots).
+
+It is fed Observations in arrival order and asked `decide(now)` whenever
+something arrives or a deadline passes. The same code judges a live VM and a
+saved serial log (`harness triage`), so the two cannot disagree.
+
+Rules, for the window since `start_window()`:
+  boot-loop         N crashing boots in a row (N = boot_loop_threshold), the
+                    last one's crash report complete
+  healthy           the current boot completed and the sensor reported
+                    itself loaded (or skipped, in safe mode) inside the window
+  content-rejected  healthy, and the sensor rejected a content file
+  crashed           a crash, then the machine stopped, or booted healthy, or
+                    the deadline passed before N crashing boots
+  hang              no console output and no event for the hang timeout, or
+                    no verdict by the deadline
+  infra-error       the domain stopped without a crash, or libvirt went away
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..crash.report import CrashReport
+from ..families import Family
+from .verdict import BootSummary, Verdict, VerdictName
+
+
+@dataclass
+class Boot:
+    index: int
+    started: float
+    banner: bool = False
+    crashed: bool = False
+    crashed_event: bool = False
+    report: CrashReport | None = None
+    report_deadline: float | None = None  # finish the crash report by then
+    report_done: bool = False
+    sensor: str | None = None
+    sensor_t: float = -1.0
+    complete_t: float = -1.0
+    loaded: list[str] = field(default_factory=list)
+    rejected: list[tuple[float, str, str]] = field(default_factory=list)
+    ssh_ready: bool = False
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.complete_t >= 0
+
+    def summary(self) -> BootSummary:
+        return BootSummary(self.index, round(self.started, 3), self.crashed, self.complete, self.sensor,
+                           self.report.title if self.report else None,
+                           [{"file": n, "reason": r} for _, n, r in self.rejected], list(self.loaded),
+                           self.crashed_event, self.error)
+
+
+class Monitor:
+    def __init__(self, family: Family, boot_loop_threshold: int = 2, grace_s: float = 3.0,
+                 event_settle_s: float = 0.3) -> None:
+        self.family = family
+        self.markers = family.markers
+        self.threshold = boot_loop_threshold
+        self.grace_s = grace_s
+        self.event_settle_s = event_settle_s
+        self.parser = family.crash_parser()
+        self.boots: list[Boot] = []
+        self.lineno = 0
+        self.last_activity = 0.0
+        self.stopped: str | None = None
+        self.closed: str | None = None
+        self.expected_stop = False
+        self.events: dict[str, int] = {}
+        self.window_t = 0.0
+        self.window_boot = 1
+
+    # ------------------------------------------------------------------ input
+
+    def start_window(self, t: float) -> None:
+        """Judge only what happens from now on (e.g. after an online content update)."""
+        self.window_t = t
+        self.window_boot = self.boots[-1].index if self.boots else 1
+        self.stopped = None
+        self.expected_stop = False
+
+    def current(self, t: float) -> Boot:
+        if not self.boots:
+            self.boots.append(Boot(1, t))
+        return self.boots[-1]
+
+    def observe_line(self, line: str, t: float) -> None:
+        self.last_activity = max(self.last_activity, t)
+        self.lineno += 1
+        m = self.markers
+        boot = self.current(t)
+        crash_start = self.parser.is_crash_start(line)
+        self.parser.feed_line(line, self.lineno)  # a banner ends the previous boot's report
+        if m.boot_start.search(line):
+            if boot.banner:
+                self._collect(boot)
+                self._finish_report(boot)
+                boot = Boot(boot.index + 1, t)
+                self.boots.append(boot)
+            boot.banner = True
+        if crash_start and not boot.crashed:
+            boot.crashed = True
+            boot.report_deadline = t + self.grace_s
+        self._collect(boot)
+        if boot.crashed and m.crash_end.search(line):
+            self._finish_report(boot)
+        if (hit := m.sensor_loaded.search(line)) or m.sensor_skipped.search(line):
+            boot.sensor = "loaded" if hit else "skipped"
+            boot.sensor_t = t
+        elif hit := m.file_loaded.search(line):
+            boot.loaded.append(hit["name"])
+        elif hit := m.file_rejected.search(line):
+            boot.rejected.append((t, hit["name"], hit["reason"].strip()))
+        elif m.boot_complete.search(line):
+            boot.complete_t = t
+        elif m.ssh_ready.search(line):
+            boot.ssh_ready = True
+        elif hit := m.boot_error.search(line):
+            boot.error = hit["reason"].strip()
+
+    def observe_event(self, name: str, t: float) -> None:
+        self.last_activity = max(self.last_activity, t)
+        self.events[name] = self.events.get(name, 0) + 1
+        boot = self.current(t)
+        if name.startswith("lifecycle:crashed"):
+            boot.crashed = boot.crashed_event = True
+            # The console may still be delivering the panic's last lines.
+            settle = t + self.event_settle_s
+            boot.report_deadline = min(boot.report_deadline or settle, settle)
+        elif name.startswith("lifecycle:stopped"):
+            self.stopped = name
+
+    def observe_closed(self, why: str, t: float) -> None:
+        self.closed = why
+        self.last_activity = max(self.last_activity, t)
+
+    # --------------------------------------------------------------- reports
+
+    def _collect(self, boot: Boot) -> None:
+        for report in self.parser.reports():
+            if boot.report is None:
+                boot.report = report
+                boot.crashed = True
+                boot.report_done = True
+
+    def _finish_report(self, boot: Boot) -> None:
+        if boot.crashed and not boot.report_done:
+            for report in self.parser.flush():
+                if boot.report is None:
+                    boot.report = report
+            boot.report_done = True
+
+    def poll(self, now: float) -> None:
+        """Finish crash reports whose grace window has passed."""
+        if self.boots:
+            boot = self.boots[-1]
+            if boot.crashed and not boot.report_done and boot.report_deadline is not None \
+                    and now >= boot.report_deadline:
+                self._finish_report(boot)
+
+    # --------------------------------------------------------------- verdict
+
+    def window(self) -> list[Boot]:
+        return [b for b in self.boots if b.index >= self.window_boot]
+
+    def decide(self, now: float, hang_timeout: float | None = None, deadline: float | None = None,
+               final: bool = False) -> Verdict | None:
+        """The verdict if one is reached at `now`, else None (always one when `final`)."""
+        self.poll(now)
+        if final and self.boots:
+            self._finish_report(self.boots[-1])
+        boots = self.window()
+        crashed = [b for b in boots if b.crashed]
+        streak = 0
+        for b in reversed(boots):
+            if not b.crashed:
+                break
+            streak += 1
+        last = boots[-1] if boots else None
+
+        if last and streak >= self.threshold and last.report_done:
+            return self._verdict("boot-loop", f"{streak} crashing boots in a row", now)
+        if last and last.complete and last.sensor and max(last.sensor_t, last.complete_t) >= self.window_t \
+                and not last.crashed:
+            if crashed:
+                return self._verdict("crashed", f"crashed at boot {crashed[0].index}, then booted "
+                                     f"healthy at boot {last.index}", now)
+            rejected = [r for r in last.rejected if r[0] >= self.window_t]
+            if rejected:
+                return self._verdict("content-rejected", "the sensor rejected "
+                                     + ", ".join(f"{n} ({r})" for _, n, r in rejected), now)
+            what = "skipped (safe mode)" if last.sensor == "skipped" else "loaded"
+            return self._verdict("healthy", f"boot complete, sensor {what}", now)
+        if self.closed:
+            return self._verdict("infra-error", f"lost libvirt: {self.closed}", now)
+        if self.stopped and not self.expected_stop:
+            if crashed and (last is None or last.report_done or final):
+                return self._verdict("crashed", f"crashed, then the domain stopped ({self.stopped})", now)
+            if not crashed:
+                return self._verdict("infra-error", f"the domain stopped without a crash ({self.stopped}): "
+                                     "QEMU or libvirt failed", now)
+        if hang_timeout is not None and now - max(self.last_activity, self.window_t) >= hang_timeout:
+            return self._verdict("hang", f"no console output and no event for {hang_timeout:.0f} s", now)
+        if final or (deadline is not None and now >= deadline):
+            if crashed:
+                self._finish_report(crashed[-1])
+                return self._verdict("crashed", f"{len(crashed)} crashing boot(s), fewer than the "
+                                     f"{self.threshold} of a boot loop, by the deadline", now)
+            stuck = f"; the guest said {last.error}" if last and last.error else ""
+            return self._verdict("hang", "no boot-complete marker by the deadline" + stuck, now)
+        return None
+
+    def _verdict(self, name: VerdictName, reason: str, now: float) -> Verdict:
+        boots = self.window()
+        reports = [b.report for b in boots if b.report is not None]
+        return Verdict(verdict=name, reason=reason, boots=len(boots),
+                       crashing_boots=sum(1 for b in boots if b.crashed), elapsed_s=now - self.window_t,
+                       crash=reports[0] if reports else None, crashes=reports,
+                       boot_log=[b.summary() for b in boots], events=dict(self.events))

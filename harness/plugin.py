@@ -1,0 +1,187 @@
+"""The pytest plugin (entry point `pytest11`): options, markers, the `vm` fixture, reports.
+
+A test asks for `vm`, puts content on it, boots it and waits for the verdict:
+
+    @pytest.mark.expect_boot_loop
+    def test_cf291_loops(vm):
+        vm.install_content({"C-00000291-00000000-00000032.sys": data})
+        vm.boot()
+        assert vm.wait_verdict().verdict == "boot-loop"
+
+Each test gets artifacts/<run id>/<test id>/ (serial.log, events.jsonl,
+verdict.json, content/, domain.xml, repro.txt). A failing test shows the
+serial tail; JUnit gets the verdict, the crash title and the artifacts path
+as properties; the terminal summary lists every crash seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import shutil
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .artifacts import default_root, new_run_id, test_dir, write_atomic
+from .config import Profile, select_profile
+
+if TYPE_CHECKING:
+    from .guest.linux_ref import ReferenceGuest
+    from .vm.machine import Machine
+
+_RUN_ID = pytest.StashKey[str]()
+_CRASHES = pytest.StashKey[list[tuple[str, str, str]]]()
+_MACHINE = pytest.StashKey["Machine"]()
+_SLOTS = itertools.count(1)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "boot-start driver test harness")
+    group.addoption("--harness-config", type=Path, help="YAML file with profiles")
+    group.addoption("--harness-profile", help="profile name (default linux-ref)")
+    group.addoption("--harness-artifacts", type=Path, help="artifacts root (default ./artifacts)")
+    group.addoption("--harness-keep-vms", action="store_true",
+                    help="keep the disk images of failed tests (the domain is always destroyed)")
+    group.addoption("--harness-boot-timeout", type=float, help="seconds to a verdict (overrides the profile)")
+    group.addoption("--harness-hang-timeout", type=float, help="seconds of silence that make a hang")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "expect_crash: the test's VM is expected to crash (verdict crashed or boot-loop)",
+        "expect_boot_loop: the test's VM is expected to end in a boot loop",
+        "destructive: the test breaks its VM on purpose (never reuse it)",
+        "vm: boots real VMs through libvirt (skipped without libvirt/QEMU, except under CI=true)",
+    ):
+        config.addinivalue_line("markers", line)
+    config.stash[_RUN_ID] = os.environ.get("HARNESS_RUN_ID") or new_run_id()
+    config.stash[_CRASHES] = []
+
+
+@pytest.fixture(scope="session")
+def harness_profile(pytestconfig: pytest.Config) -> Profile:
+    profile = select_profile(pytestconfig.getoption("harness_config"), pytestconfig.getoption("harness_profile"))
+    timeouts = profile.timeouts
+    boot = pytestconfig.getoption("harness_boot_timeout")
+    hang = pytestconfig.getoption("harness_hang_timeout")
+    if boot or hang:
+        timeouts = dataclasses.replace(timeouts, boot=boot or timeouts.boot, hang=hang or timeouts.hang)
+    return dataclasses.replace(profile, timeouts=timeouts)
+
+
+@pytest.fixture(scope="session")
+def harness_run_id(pytestconfig: pytest.Config) -> str:
+    return pytestconfig.stash[_RUN_ID]
+
+
+@pytest.fixture
+def artifacts_dir(request: pytest.FixtureRequest, harness_run_id: str) -> Path:
+    root = request.config.getoption("harness_artifacts") or default_root()
+    return test_dir(Path(root), harness_run_id, request.node.nodeid)
+
+
+def _require_vm_host(profile: Profile) -> None:
+    """Skip without QEMU or libvirt; under CI=true a missing part fails the run instead."""
+    problem = None
+    if shutil.which("qemu-system-x86_64") is None:
+        problem = "qemu-system-x86_64 not found (make setup)"
+    else:
+        try:
+            import libvirt  # noqa: F401
+
+            from .vm.connection import open_connection
+
+            open_connection(profile.uri).close()
+        except ImportError:
+            problem = "libvirt-python is not installed (make setup)"
+        except Exception as exc:  # InfraError with the fix in its message
+            problem = str(exc)
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{problem} (CI=true: a missing part fails the run)", pytrace=False)
+        pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def reference_guest(harness_profile: Profile) -> ReferenceGuest:
+    _require_vm_host(harness_profile)
+    from .guest.linux_ref import build_reference_guest
+
+    return build_reference_guest(progress=lambda _msg: None)
+
+
+@pytest.fixture
+def vm(request: pytest.FixtureRequest, harness_profile: Profile, reference_guest: ReferenceGuest,
+       artifacts_dir: Path, harness_run_id: str) -> Generator[Machine, None, None]:
+    """A machine of the selected profile, not yet booted; destroyed after the test."""
+    from .vm.machine import Machine, MachineSpec
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    machine = Machine(MachineSpec(profile=harness_profile, guest=reference_guest, artifacts=artifacts_dir,
+                                  run_id=harness_run_id, test_id=request.node.nodeid,
+                                  slot=f"{worker}-{next(_SLOTS)}"))
+    request.node.stash[_MACHINE] = machine
+    write_atomic(artifacts_dir / "repro.txt", f"pytest {request.node.nodeid} --harness-profile "
+                 f"{harness_profile.name}\n")
+    yield machine
+    failed = any(getattr(request.node, f"rep_{when}", None) is not None
+                 and getattr(request.node, f"rep_{when}").failed for when in ("setup", "call"))
+    machine.close(keep=failed and request.config.getoption("harness_keep_vms"))
+
+
+def _check_markers(item: pytest.Item, machine: Machine) -> None:
+    verdict = machine.verdict
+    if verdict is None:
+        return
+    crashed = verdict.verdict in ("crashed", "boot-loop")
+    where = f"(artifacts: {machine.artifacts})"
+    if item.get_closest_marker("expect_boot_loop") and verdict.verdict != "boot-loop":
+        pytest.fail(f"expected a boot loop, got {verdict.one_line()} {where}", pytrace=False)
+    if item.get_closest_marker("expect_crash") and not crashed:
+        pytest.fail(f"expected a crash, got {verdict.one_line()} {where}", pytrace=False)
+    if crashed and not (item.get_closest_marker("expect_crash") or item.get_closest_marker("expect_boot_loop")):
+        pytest.fail(f"unexpected crash: {verdict.one_line()} {where}", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    result = yield
+    machine = item.stash.get(_MACHINE, None)
+    if machine is not None:
+        _check_markers(item, machine)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    machine = item.stash.get(_MACHINE, None)
+    if machine is None or report.when != "call":
+        return report
+    verdict = machine.verdict
+    item.user_properties.append(("artifacts", str(machine.artifacts)))
+    if verdict is not None:
+        item.user_properties.append(("verdict", verdict.verdict))
+        item.user_properties.append(("boots", str(verdict.boots)))
+        if verdict.crash is not None:
+            item.user_properties.append(("crash_title", verdict.crash.title))
+            item.config.stash[_CRASHES].append((item.nodeid, verdict.verdict, verdict.crash.title))
+    if report.failed:
+        report.sections.append(("serial tail", machine.serial_tail()))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    crashes = config.stash.get(_CRASHES, [])
+    if not crashes:
+        return
+    terminalreporter.section("harness: crashes seen")
+    for nodeid, verdict, title in crashes:
+        terminalreporter.write_line(f"{verdict:<11} {title}  ({nodeid})")
+    root = config.getoption("harness_artifacts") or default_root()
+    terminalreporter.write_line(f"artifacts: {Path(root) / config.stash[_RUN_ID]}")

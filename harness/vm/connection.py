@@ -1,0 +1,48 @@
+"""One libvirt event loop per process, and connections that report their death.
+
+libvirt delivers domain events and connection-close callbacks only when an
+event loop implementation is registered *before* the connection is opened and
+something runs it; here a daemon thread runs the default implementation.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import libvirt
+
+from ..errors import InfraError
+
+_loop_lock = threading.Lock()
+_loop_thread: threading.Thread | None = None
+
+# libvirt prints every error to stderr by default; the harness reports its own.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def ensure_event_loop() -> None:
+    global _loop_thread
+    with _loop_lock:
+        if _loop_thread is not None:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        _loop_thread = threading.Thread(target=run, name="libvirt-events", daemon=True)
+        _loop_thread.start()
+
+
+def open_connection(uri: str) -> libvirt.virConnect:
+    """Open `uri` with events enabled, or raise InfraError with the fix."""
+    ensure_event_loop()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise InfraError(
+            f"libvirt is not reachable at {uri}: {exc.get_error_message()}; "
+            "start the daemons with tools/libvirtd.sh start (or make setup)") from None
+    conn.setKeepAlive(5, 3)
+    return conn

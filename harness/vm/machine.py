@@ -1,0 +1,288 @@
+"""One test machine: a transient libvirt domain over a per-test data disk.
+
+Lifecycle of a boot: render the domain XML, create the domain paused, attach
+the event recorder and the console reader, resume (so no early byte is lost).
+The monitor judges what arrives. Teardown closes the console stream before it
+destroys the domain, then removes the per-test disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import libvirt
+import paramiko
+
+from ..artifacts import write_atomic, write_json
+from ..config import Profile
+from ..errors import ConsoleTimeout, HarnessError, InfraError
+from ..families.linux import LinuxFamily
+from ..guest.linux_ref import ReferenceGuest, build_data_disk
+from ..monitor.monitor import Monitor
+from ..monitor.verdict import Verdict
+from .accel import choose_domain_type
+from .connection import open_connection
+from .console import ConsoleBuffer, ConsoleReader
+from .events import EventRecorder
+from .observations import Observation
+from .ssh import CommandResult, SshSession, free_port, new_client_key, public_line
+from .templates import render
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class MachineSpec:
+    profile: Profile
+    guest: ReferenceGuest
+    artifacts: Path
+    run_id: str
+    test_id: str
+    slot: str = "0"
+    content: dict[str, bytes] = field(default_factory=dict)
+    sensor: str | None = None  # overrides the profile's sensor build
+    network: bool | None = None  # overrides the profile's network
+
+
+class Machine:
+    def __init__(self, spec: MachineSpec, progress: Progress | None = None) -> None:
+        self.spec = spec
+        self.profile = spec.profile
+        self.progress = progress or (lambda _msg: None)
+        self.artifacts = spec.artifacts
+        self.name = f"{self.profile.name_prefix}-{spec.run_id}-{spec.slot}"
+        self.disk = self.artifacts / "data-disk.img"
+        self.serial_log = self.artifacts / "serial.log"
+        self.sensor = spec.sensor or self.profile.sensor
+        self.network = False
+        self.ssh_port: int | None = None
+        self.client_key: paramiko.PKey | None = None
+        if spec.network if spec.network is not None else self.profile.network == "user":
+            self.enable_network()
+        self.extra_cmdline = ""  # appended to the guest kernel command line at the next boot
+        self.domain_type, self.accel_reason = choose_domain_type(self.profile.accel)
+        self.conn: libvirt.virConnect | None = None
+        self.dom: libvirt.virDomain | None = None
+        self.console: ConsoleReader | None = None
+        self.events: EventRecorder | None = None
+        self.buffer = ConsoleBuffer()
+        self.monitor = Monitor(LinuxFamily(), self.profile.boot_loop_threshold, self.profile.timeouts.grace)
+        self.cond = threading.Condition()
+        self.t0 = time.monotonic()
+        self.verdict: Verdict | None = None
+        self._ssh: SshSession | None = None
+        self._boots_started = 0
+        self._keep_files = False
+
+    # ------------------------------------------------------------- helpers
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _observe(self, obs: Observation) -> None:
+        with self.cond:
+            if obs.source == "console":
+                self.monitor.observe_line(obs.text, obs.t)
+            elif obs.source == "event":
+                self.monitor.observe_event(obs.text, obs.t)
+            else:
+                self.monitor.observe_closed(obs.text, obs.t)
+            self.cond.notify_all()
+
+    def _on_line(self, line: str) -> None:
+        self._observe(Observation(self.now(), "console", line))
+
+    def _on_event(self, name: str, _entry: dict[str, Any]) -> None:
+        self._observe(Observation(self.now(), "event", name))
+
+    def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
+        self._observe(Observation(self.now(), "closed", f"connection closed (reason {reason})"))
+
+    def enable_network(self) -> None:
+        """User networking with SSH forwarded to 127.0.0.1 (from the next boot; before the first
+        boot, so the data disk gets this run's authorized key)."""
+        if self.disk.exists():
+            raise HarnessError("enable_network() must come before the first boot")
+        self.network = True
+        self.ssh_port = free_port()
+        self.client_key = new_client_key()
+
+    # ------------------------------------------------------------- content
+
+    def install_content(self, files: dict[str, bytes]) -> None:
+        """Offline placement: the files are on the data disk at the next boot (boot-start case)."""
+        if self.dom is not None:
+            raise HarnessError("install_content() places files offline; the machine is running: "
+                               "use put_content_online() or destroy() first")
+        self.spec.content.update(files)
+        self._keep_content_copies(files)
+
+    def _keep_content_copies(self, files: dict[str, bytes]) -> None:
+        target = self.artifacts / "content"
+        target.mkdir(exist_ok=True)
+        for name, data in files.items():
+            write_atomic(target / name, data)
+
+    # ---------------------------------------------------------------- boot
+
+    def domain_xml(self, mode: str = "normal") -> str:
+        guest = self.spec.guest
+        return render(
+            self.profile.domain_template, domain_type=self.domain_type, name=self.name, family="linux",
+            run_id=self.spec.run_id, test_id=self.spec.test_id, artifacts=str(self.artifacts),
+            owner_pid=os.getpid(), memory_mib=self.profile.memory_mib, vcpus=self.profile.vcpus,
+            kernel=str(guest.kernel), initrd=str(guest.initrd),
+            cmdline=guest.cmdline(sensor=self.sensor, mode=mode, net=self.network, extra=self.extra_cmdline),
+            on_reboot="restart", on_crash="restart", pvpanic=True,
+            disks=[{"path": str(self.disk), "format": "raw", "target": "vda", "readonly": False}],
+            serial_log=str(self.serial_log), ssh_port=self.ssh_port)
+
+    def boot(self, mode: str = "normal") -> None:
+        """Start the domain (creating the data disk at the first boot) and watch it."""
+        if self.dom is not None:
+            raise HarnessError(f"{self.name} is already running; destroy() it first")
+        if not self.disk.exists():
+            build_data_disk(self.disk, self.spec.content,
+                            authorized_keys=public_line(self.client_key) if self.client_key else None)
+        xml = self.domain_xml(mode)
+        write_atomic(self.artifacts / "domain.xml", xml)
+        if self.conn is None:
+            self.conn = open_connection(self.profile.uri)
+            self.conn.registerCloseCallback(self._on_close, None)
+        self._boots_started += 1
+        self.progress(f"{self.name}: boot {self._boots_started} ({mode}, {self.sensor} sensor, "
+                      f"domain type {self.domain_type})")
+        try:
+            dom = self.conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
+        except libvirt.libvirtError as exc:
+            raise InfraError(f"libvirt refused the domain: {exc.get_error_message()} "
+                             f"(domain XML: {self.artifacts / 'domain.xml'})") from None
+        self.dom = dom
+        self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
+        self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer)
+        with self.cond:
+            self.monitor.start_window(self.now())
+        self.events.record("harness:start", {"mode": mode, "domain": self.name})
+        dom.resume()
+
+    def wait_verdict(self, timeout: float | None = None, hang_timeout: float | None = None) -> Verdict:
+        """Block until the monitor names an outcome (or the timeouts pass); record it."""
+        limit = timeout or self.profile.timeouts.boot
+        hang = hang_timeout or self.profile.timeouts.hang
+        with self.cond:
+            deadline = self.now() + limit
+            while True:
+                now = self.now()
+                verdict = self.monitor.decide(now, hang_timeout=hang, deadline=deadline)
+                if verdict is not None:
+                    break
+                pending = [deadline, self.monitor.last_activity + hang]
+                boot = self.monitor.boots[-1] if self.monitor.boots else None
+                if boot and boot.report_deadline and not boot.report_done:
+                    pending.append(boot.report_deadline)
+                self.cond.wait(max(0.01, min(pending) - now))
+        self.verdict = verdict
+        if self.events:
+            self.events.record("harness:verdict", {"verdict": verdict.verdict, "reason": verdict.reason})
+        write_json(self.artifacts / "verdict.json", {
+            **verdict.to_json(), "domain": self.name, "domain_type": self.domain_type,
+            "accel": self.accel_reason, "sensor": self.sensor, "profile": self.profile.name,
+            "serial_log": str(self.serial_log), "artifacts": str(self.artifacts)})
+        self.progress(f"{self.name}: {verdict.one_line()}")
+        return verdict
+
+    # ------------------------------------------------------------- console
+
+    def expect(self, pattern: str, timeout: float = 30.0, since: int | None = None) -> re.Match[str]:
+        """Wait for `pattern` on the console (from `since`, default: the start of the buffer)."""
+        match = self.buffer.search(re.compile(pattern), self.buffer.start if since is None else since, timeout)
+        if match is None:
+            raise ConsoleTimeout(f"console did not show {pattern!r} within {timeout:.0f} s; last output:\n"
+                                 f"{self.buffer.tail(1500)}", self.artifacts)
+        return match
+
+    # ----------------------------------------------------------------- ssh
+
+    def ssh(self) -> SshSession:
+        if not self.network or self.ssh_port is None or self.client_key is None:
+            raise HarnessError("this machine has no network: use a profile with network: user")
+        if self._ssh is None:
+            self.expect(r"HARNESS-SSH-READY", timeout=self.profile.timeouts.boot)
+            self._ssh = SshSession(self.ssh_port, self.client_key, self.spec.guest.host_key_pub,
+                                   self.profile.timeouts.ssh)
+        return self._ssh
+
+    def run(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        return self.ssh().run(command, stdin=stdin, timeout=timeout)
+
+    def put_content_online(self, name: str, data: bytes) -> None:
+        """Deliver a content update to the running guest, as the update agent would."""
+        self._keep_content_copies({name: data})
+        result = self.run(f"cat > /data/content/{name}.part && mv /data/content/{name}.part "
+                          f"/data/content/{name} && sync", stdin=data)
+        if result.rc != 0:
+            raise InfraError(f"writing {name} over ssh failed (rc {result.rc}): {result.stderr.strip()}")
+
+    def reload_content(self) -> None:
+        """Ask the running sensor to re-read its content; judge from here on."""
+        with self.cond:
+            self.monitor.start_window(self.now())
+        channel = self.ssh()
+        try:
+            channel.run("echo 1 > /sys/module/harness_sensor/parameters/reload", timeout=5)
+        except InfraError:
+            pass  # a crashing guest takes the session with it: the monitor tells what happened
+        self._drop_ssh()
+
+    def _drop_ssh(self) -> None:
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
+
+    # ------------------------------------------------------------ teardown
+
+    def destroy(self) -> None:
+        """Stop the domain (console closed first); the data disk stays for the next boot."""
+        self._drop_ssh()
+        with self.cond:
+            self.monitor.expected_stop = True
+        if self.console is not None:
+            self.console.stop()
+            self.console = None
+        if self.events is not None:
+            self.events.record("harness:destroy", {})
+            self.events.close()
+            self.events = None
+        if self.dom is not None:
+            try:
+                self.dom.destroy()
+            except libvirt.libvirtError:
+                pass  # already gone
+            self.dom = None
+
+    def close(self, keep: bool = False) -> None:
+        """Destroy the domain and remove the per-test disk unless `keep`."""
+        self.destroy()
+        if self.conn is not None:
+            try:
+                self.conn.unregisterCloseCallback()
+                self.conn.close()
+            except libvirt.libvirtError:
+                pass
+            self.conn = None
+        if not keep:
+            self.disk.unlink(missing_ok=True)
+
+    def repro_command(self, content_file: str | None = None) -> str:
+        target = content_file or "<content file>"
+        return (f"harness reproduce {target} --profile {self.profile.name} --sensor {self.sensor}")
+
+    def serial_tail(self, chars: int = 3000) -> str:
+        return self.buffer.tail(chars)
+

@@ -1,0 +1,37 @@
+"""Render libvirt domain XML and guest files from vm-templates/ with jinja2.
+
+StrictUndefined turns a variable the caller forgot into an error that names
+the template and the variable, instead of an empty attribute in the XML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ..errors import ConfigError
+from ..paths import REPO_ROOT
+
+TEMPLATES = REPO_ROOT / "vm-templates"
+METADATA_NS = "https://harness.invalid/xmlns/vm/1"
+
+
+def _environment(root: Path) -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined,
+                              autoescape=False, keep_trailing_newline=True)
+
+
+def render(template: str, root: Path = TEMPLATES, **values: Any) -> str:
+    """Render `template` (a path under `root`); errors name the file, the line and the fix."""
+    path = root / template
+    try:
+        return _environment(root).get_template(template).render(metadata_ns=METADATA_NS, **values)
+    except jinja2.TemplateNotFound:
+        raise ConfigError(f"{path}: template not found") from None
+    except jinja2.UndefinedError as exc:
+        raise ConfigError(f"{path}: {exc.message}: pass it to the template or remove it from "
+                          "the template") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"{exc.filename or path}:{exc.lineno}: template syntax error: {exc.message}") from None

@@ -1,0 +1,55 @@
+"""`harness triage`: the verdict and crash report a saved serial log implies, from the
+same monitor that judges live VMs. The logs were captured from real QEMU boots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.triage import triage_text
+
+from .conftest import REPO, run_harness
+
+LOGS = REPO / "fixtures" / "logs" / "linux"
+
+
+def triage_json(log: Path) -> dict:
+    proc = run_harness("triage", log, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_two_crashing_boots_in_one_log_are_a_boot_loop_with_one_title() -> None:
+    result = triage_json(LOGS / "cf291-field21-bootloop.log")
+    assert result["verdict"] == "boot-loop" and result["boots"] == 2
+    assert result["crash"]["title"] == "BUG: unable to handle page fault in chf_match_criterion"
+    assert result["crash"]["module"] == "harness_sensor" and result["crash"]["function"] == "chf_match_criterion"
+    assert [c["title"] for c in result["crashes"]] == [result["crash"]["title"]] * 2
+
+
+@pytest.mark.parametrize("log, verdict, function", [
+    ("cf291-field21-vulnerable.log", "crashed", "chf_match_criterion"),
+    ("body-len-overflow-vulnerable.log", "crashed", "chf_crc32"),
+    ("payload-len-overflow-vulnerable.log", "crashed", "chf_compile_pattern"),
+    ("good-vulnerable.log", "healthy", None),
+    ("cf291-field21-hardened.log", "content-rejected", None),
+])
+def test_each_captured_log_gives_its_verdict(log: str, verdict: str, function: str | None) -> None:
+    result = triage_json(LOGS / log)
+    assert result["verdict"] == verdict
+    assert (result["crash"] or {}).get("function") == function
+
+
+def test_a_log_cut_in_the_middle_of_the_oops_still_names_the_crash() -> None:
+    text = (LOGS / "cf291-field21-vulnerable.log").read_bytes().decode(errors="replace")
+    cut = text[:text.index("Call Trace")]
+    verdict = triage_text(cut)
+    assert verdict.verdict == "crashed"
+    assert verdict.crash is not None and verdict.crash.function == "chf_match_criterion"
+
+
+def test_triage_of_a_missing_log_is_one_clear_line(tmp_path: Path) -> None:
+    proc = run_harness("triage", tmp_path / "nope.log")
+    assert proc.returncode == 2 and proc.stderr.strip() == f"harness: error: {tmp_path / 'nope.log'}: no such file"

@@ -1,0 +1,194 @@
+#!/bin/sh
+# /init of the Linux reference guest (busybox sh, PID 1).  Built into the
+# initramfs by harness/guest/linux_ref.py; see vm-templates/linux/README.md.
+#
+# Knobs, from /proc/cmdline:
+#   harness.sensor=vulnerable|hardened   which harness_sensor.ko to insmod (default vulnerable)
+#   harness.safemode=1                   do not load the sensor
+#   harness.net=1                        eth0 10.0.2.15/24 via 10.0.2.2, dropbear on port 22
+#   harness.halt=1                       power off once the boot is complete (benchmarks)
+#   harness.hang=1                       stop silently after HARNESS-BOOT-START (a hung boot,
+#                                        for testing hang detection)
+#
+# Markers (one whole line each, through the kernel log, so they are never cut
+# by or reordered with the kernel's own console lines; the console prefixes
+# them with the kernel timestamp "[    2.345678] "):
+#   HARNESS-BOOT-START mode=normal|safe sensor=<build>
+#   HARNESS-SENSOR-SKIPPED reason=safe-mode
+#   HARNESS-BOOT-COMPLETE mode=... sensor=...  (after the sensor's HARNESS-SENSOR-LOADED)
+#   HARNESS-BOOT-ERROR reason=no-data-disk|mount-failed|unknown-sensor|no-sensor-module|sensor-load-failed
+#   HARNESS-SSH-READY addr=10.0.2.15 port=22
+#   HARNESS-SSH-ERROR reason=no-eth0|ip-config-failed|no-authorized-keys|dropbear-failed
+#   HARNESS-HALT
+# This script never exits: PID 1 exiting panics the kernel.
+
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+export HOME=/root
+umask 022
+set -f  # no globbing of /proc/cmdline words
+
+DISK=/dev/vda
+DATA=/data
+CONTENT=$DATA/content
+SENSOR_DIR=/lib/harness/sensor
+HOST_KEY=/etc/dropbear/dropbear_ed25519_host_key
+GUEST_ADDR=10.0.2.15/24
+GATEWAY=10.0.2.2
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /run /tmp $DATA /root
+mount -t devpts -o gid=5,mode=0620 devpts /dev/pts
+mount -t tmpfs -o mode=0755 tmpfs /run
+# Lines written to /dev/kmsg are not rate-limited (the default allows 10 per 5 s).
+echo on > /proc/sys/kernel/printk_devkmsg 2>/dev/null
+
+# say LINE: one console line through the kernel log, at notice level (shown with loglevel>=6).
+say() {
+    if [ -c /dev/kmsg ] && echo "<5>$*" > /dev/kmsg 2>/dev/null; then
+        return 0
+    fi
+    echo "$*" > /dev/console
+}
+
+# wait_for TEST ARG TRIES: poll every 50 ms until `test TEST ARG` holds, at most TRIES times.
+wait_for() {
+    n=0
+    while ! test "$1" "$2"; do
+        [ "$n" -ge "$3" ] && return 1
+        usleep 50000
+        n=$((n + 1))
+    done
+    return 0
+}
+
+sensor=vulnerable
+safemode=0
+net=0
+halt=0
+hang=0
+read -r cmdline < /proc/cmdline
+for arg in $cmdline; do
+    case "$arg" in
+        harness.sensor=*)   sensor=${arg#*=} ;;
+        harness.safemode=*) safemode=${arg#*=} ;;
+        harness.net=*)      net=${arg#*=} ;;
+        harness.halt=*)     halt=${arg#*=} ;;
+        harness.hang=*)     hang=${arg#*=} ;;
+    esac
+done
+mode=normal
+[ "$safemode" = 1 ] && mode=safe
+
+say "HARNESS-BOOT-START mode=$mode sensor=$sensor"
+
+# A hung boot: nothing more on the console, ever (markers go through the kernel log,
+# so console=tty0 does not silence them; this does).
+if [ "$hang" = 1 ]; then
+    while :; do sleep 3600; done
+fi
+
+# Kernel modules, dependencies first (list made at build time with modprobe --show-depends).
+# "No such device" (e.g. crc32c-intel on a CPU without SSE4.2) and "File exists" are normal.
+while read -r ko; do
+    [ -n "$ko" ] || continue
+    if ! out=$(insmod "$ko" 2>&1); then
+        case "$out" in
+            *"No such device"*|*"File exists"*) ;;
+            *) say "harness-init: ${ko##*/} not loaded: $out" ;;
+        esac
+    fi
+done < /etc/harness/modules
+
+# boot: data disk, sensor.  Prints HARNESS-BOOT-ERROR and returns 1 on failure.
+boot() {
+    if ! wait_for -b "$DISK" 100; then
+        say "HARNESS-BOOT-ERROR reason=no-data-disk device=$DISK"
+        return 1
+    fi
+    if ! out=$(mount -t ext4 -o rw "$DISK" "$DATA" 2>&1); then
+        say "harness-init: mount $DISK: $out"
+        say "HARNESS-BOOT-ERROR reason=mount-failed device=$DISK"
+        return 1
+    fi
+    if [ "$safemode" = 1 ]; then
+        say "HARNESS-SENSOR-SKIPPED reason=safe-mode"
+        return 0
+    fi
+    case "$sensor" in
+        vulnerable|hardened) ;;
+        *) say "HARNESS-BOOT-ERROR reason=unknown-sensor sensor=$sensor"; return 1 ;;
+    esac
+    ko=$SENSOR_DIR/$sensor/harness_sensor.ko
+    if [ ! -f "$ko" ]; then
+        say "HARNESS-BOOT-ERROR reason=no-sensor-module sensor=$sensor"
+        return 1
+    fi
+    # A vulnerable sensor that faults here panics the kernel (oops=panic): no return.
+    if ! out=$(insmod "$ko" content_dir="$CONTENT" 2>&1); then
+        say "harness-init: insmod $ko: $out"
+        say "HARNESS-BOOT-ERROR reason=sensor-load-failed sensor=$sensor"
+        return 1
+    fi
+    return 0
+}
+
+# ssh: static address (QEMU user networking), dropbear with the pinned host key.
+start_ssh() {
+    ip link set lo up
+    if ! wait_for -e /sys/class/net/eth0 100; then
+        say "HARNESS-SSH-ERROR reason=no-eth0"
+        return 1
+    fi
+    if ! { ip addr add "$GUEST_ADDR" dev eth0 && ip link set eth0 up &&
+           ip route add default via "$GATEWAY"; }; then
+        say "HARNESS-SSH-ERROR reason=ip-config-failed"
+        return 1
+    fi
+    if [ ! -f "$DATA/harness/authorized_keys" ]; then
+        say "HARNESS-SSH-ERROR reason=no-authorized-keys"
+        return 1
+    fi
+    mkdir -p /root/.ssh
+    cp "$DATA/harness/authorized_keys" /root/.ssh/authorized_keys
+    chown -R 0:0 /root
+    chmod 700 /root /root/.ssh
+    chmod 600 /root/.ssh/authorized_keys
+    # -F foreground (backgrounded here, so init knows when it listens), -E log to stderr,
+    # -s no password logins.
+    dropbear -F -E -s -r "$HOST_KEY" -p 22 -P /run/dropbear.pid >> /run/dropbear.log 2>&1 &
+    pid=$!
+    n=0
+    # Listening on port 22 (0x0016), state 0A (LISTEN), IPv4 or IPv6.
+    while ! grep -qE '^ *[0-9]+: [0-9A-F]+:0016 [0-9A-F]+:0000 0A ' /proc/net/tcp /proc/net/tcp6 2>/dev/null; do
+        if [ "$n" -ge 100 ] || ! kill -0 "$pid" 2>/dev/null; then
+            say "harness-init: dropbear: $(tail -n 3 /run/dropbear.log 2>/dev/null | tr '\n' ' ')"
+            say "HARNESS-SSH-ERROR reason=dropbear-failed"
+            return 1
+        fi
+        usleep 20000
+        n=$((n + 1))
+    done
+    say "HARNESS-SSH-READY addr=${GUEST_ADDR%/*} port=22"
+    return 0
+}
+
+if boot; then
+    say "HARNESS-BOOT-COMPLETE mode=$mode sensor=$sensor"
+    [ "$net" = 1 ] && start_ssh
+fi
+
+if [ "$halt" = 1 ]; then
+    say "HARNESS-HALT"
+    sync
+    umount "$DATA" 2>/dev/null
+    poweroff -f
+fi
+
+# A shell on the console (ttyS0), respawned if it exits; init itself never exits.
+export PS1='harness-guest:\w# '
+while :; do
+    setsid cttyhack sh
+    sleep 1
+done
