@@ -28,3 +28,6 @@ def run_harness(*args: str | Path, check: bool = False) -> subprocess.CompletedP
     """Run the real `harness` command line, as a user would."""
     return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=check)
+
+
+pytest_plugins = ["pytester"]
