@@ -62,7 +62,7 @@ def _run_probe(qemu: str, kernel: Path) -> tuple[bool, str]:
     if BANNER in seen:
         return True, f"a KVM guest booted {kernel.name}"
     last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-    return False, f"a KVM guest printed nothing within {PROBE_TIMEOUT_S:.0f} s ({last[0][:160]})"
+    return False, f"a KVM guest did not reach its banner within {PROBE_TIMEOUT_S:.0f} s ({last[0][:160]})"
 
 
 def kvm_runs_guests(qemu: str = "qemu-system-x86_64") -> tuple[bool, str]:
