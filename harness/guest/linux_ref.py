@@ -9,7 +9,11 @@
   shared libraries and a host key generated at build time, and /init
   (vm-templates/linux/init.sh);
 * host_key.pub (OpenSSH format) and host_key.fingerprint beside it, so the harness can
-  pin the guest's SSH host key.
+  pin the guest's SSH host key;
+* the recovery environment's initramfs (recovery.cpio.gz): busybox, the virtio/ext4/pvpanic
+  modules and /init = vm-templates/linux/recovery-init.sh, no sensor module at all.  Booted
+  on the same kernel and data disk with `recovery_cmdline()`, it runs the recovery script
+  from a recovery medium (harness/guest/recovery.py) and powers off.
 
 Everything goes into a cache directory keyed by a hash of every input; an unchanged
 input set returns the cached guest in milliseconds (a stat check of the inputs; the
@@ -48,7 +52,7 @@ from harness.guest.kernel import (
 from harness.paths import DRIVERS, DRIVERS_BUILD, REPO_ROOT
 
 # Bump when the layout of the image or of the cache changes: every cached guest is rebuilt.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # 2: the recovery environment's initramfs
 
 BASE_CMDLINE = ("console=ttyS0,115200", "loglevel=6", "panic=1", "oops=panic")
 SENSOR_BUILDS = ("vulnerable", "hardened")
@@ -57,11 +61,20 @@ MODES = ("normal", "safe")
 # as ext4's soft dependency; it needs SSE4.2, so it fails (quietly) on -cpu qemu64.
 MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng",
            "ext4", "pvpanic_mmio", "pvpanic_pci")
-# Applets /init relies on; checked at build time.
+# The recovery environment: data disk and recovery medium (virtio-blk, ext4), and pvpanic so
+# that a crash there is reported like one in a normal boot.
+RECOVERY_MODULES = ("virtio_pci", "virtio_blk", "ext4", "pvpanic_mmio", "pvpanic_pci")
+# Applets /init relies on; checked at build time.  timeout, setsid, cat: running the
+# recovery script; sha256sum, rm: what the sample recovery script needs.
 REQUIRED_APPLETS = ("sh", "mount", "insmod", "usleep", "ip", "setsid", "cttyhack", "poweroff",
-                    "grep", "cp", "chmod", "chown", "mkdir", "sync", "umount", "tail", "tr")
+                    "grep", "cp", "chmod", "chown", "mkdir", "sync", "umount", "tail", "tr",
+                    "timeout", "cat", "sha256sum", "rm")
+RECOVERY_APPLETS = ("sh", "mount", "insmod", "usleep", "setsid", "timeout", "poweroff", "grep",
+                    "mkdir", "sync", "umount", "cat", "sha256sum", "rm")
+RECOVERY_TIMEOUT = 120  # seconds the recovery script may run (knob harness.recovery_timeout=N)
 
 INIT_SCRIPT = REPO_ROOT / "vm-templates" / "linux" / "init.sh"
+RECOVERY_INIT_SCRIPT = REPO_ROOT / "vm-templates" / "linux" / "recovery-init.sh"
 LINUX_DRIVER_DIR = DRIVERS / "linux"
 SENSOR_SOURCES = (
     LINUX_DRIVER_DIR / "harness_sensor.c",
@@ -82,7 +95,7 @@ KEEP_ENTRIES = 3  # cached guests kept; older ones are pruned after a build
 
 Progress = Callable[[str], None]
 
-__all__ = ["BUILDER_VERSION", "CONTENT_DIR", "ReferenceGuest", "build_data_disk",
+__all__ = ["BUILDER_VERSION", "CONTENT_DIR", "RECOVERY_TIMEOUT", "ReferenceGuest", "build_data_disk",
            "build_reference_guest", "cached_reference_guest", "read_content_dir"]
 
 
@@ -103,6 +116,10 @@ class ReferenceGuest:
     host_key_fingerprint: str = ""  # SHA256:... as ssh-keygen -l prints it
     pvh: bool = True  # False: `kernel` is the bzImage (no PVH note found), boots slower
     modules: tuple[str, ...] = field(default=())  # kernel modules in the initramfs
+    # The recovery environment's initramfs (no sensor; /init = recovery-init.sh): boot it
+    # on `kernel` with recovery_cmdline(), the data disk as vda, the recovery medium as vdb.
+    # Always set on a built guest; None only on a hand-made ReferenceGuest.
+    recovery_initrd: Path | None = None
 
     def cmdline(self, sensor: str = "vulnerable", mode: str = "normal", net: bool = False,
                 extra: str = "", *, halt: bool = False) -> str:
@@ -127,6 +144,21 @@ class ReferenceGuest:
             words.append(extra.strip())
         return " ".join(words)
 
+    def recovery_cmdline(self, extra: str = "", *, timeout: int | None = None) -> str:
+        """Kernel command line for a boot of the recovery environment (`recovery_initrd`).
+
+        `console=ttyS0,115200 loglevel=6 panic=1 oops=panic harness.role=recovery`; there is no
+        sensor to choose.  timeout: seconds the recovery script may run before it is killed
+        (default RECOVERY_TIMEOUT, 120).  cmdline(..., mode="safe", extra=
+        "harness.recovery_timeout=N") sets the same bound for the safe-mode path.
+        """
+        words = [*BASE_CMDLINE, "harness.role=recovery"]
+        if timeout is not None:
+            words.append(_timeout_knob(timeout))
+        if extra.strip():
+            words.append(extra.strip())
+        return " ".join(words)
+
     def host_key(self) -> tuple[str, str]:
         """(key type, base64 blob) of the guest's host key, e.g. ("ssh-ed25519", "AAAA...")."""
         keytype, blob = self.host_key_pub.read_text().split()[:2]
@@ -137,6 +169,12 @@ class ReferenceGuest:
         keytype, blob = self.host_key()
         name = host if port == 22 else f"[{host}]:{port}"
         return f"{name} {keytype} {blob}"
+
+
+def _timeout_knob(timeout: int) -> str:
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise ValueError(f"timeout must be a whole number of seconds >= 1, not {timeout!r}")
+    return f"harness.recovery_timeout={timeout}"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -277,23 +315,28 @@ class _Inputs:
     busybox: Path
     dropbear: Path
     init_script: Path
+    recovery_init_script: Path
     libraries: list[tuple[str, Path]]
     modules: list[KernelModule]
+    recovery_modules: list[KernelModule]
     sensors: dict[str, Path]
     discovery: list[Path]  # files that only decide *which* inputs there are
 
     def files(self) -> list[tuple[str, Path]]:
-        """(role, host path) of every input whose content goes into the image."""
+        """(role, host path) of every input whose content goes into the images."""
         out = [("kernel", self.kernel_image), ("busybox", self.busybox),
-               ("dropbear", self.dropbear), ("init", self.init_script)]
+               ("dropbear", self.dropbear), ("init", self.init_script),
+               ("recovery-init", self.recovery_init_script)]
         out += [(f"lib:{guest}", host) for guest, host in self.libraries]
         out += [(f"module:{m.guest_path}", m.host_path) for m in self.modules]
+        out += [(f"recovery-module:{m.guest_path}", m.host_path) for m in self.recovery_modules]
         out += [(f"sensor:{b}", p) for b, p in sorted(self.sensors.items())]
         return out
 
 
 def _resolve_inputs(kernel_version: str | None, kernel_image: Path | None,
-                    init_script: Path, busybox: Path, dropbear: Path) -> _Inputs:
+                    init_script: Path, busybox: Path, dropbear: Path,
+                    recovery_init_script: Path = RECOVERY_INIT_SCRIPT) -> _Inputs:
     kver = kernel_version or _kernel_version()
     image = kernel_image or Path(f"/boot/vmlinuz-{kver}")
     if not image.is_file():
@@ -313,6 +356,9 @@ def _resolve_inputs(kernel_version: str | None, kernel_image: Path | None,
                               "(or apt-get install dropbear-bin)")
     if not init_script.is_file():
         raise GuestBuildError(f"the guest's init script {init_script} is missing")
+    if not recovery_init_script.is_file():
+        raise GuestBuildError(f"the recovery environment's init script {recovery_init_script} "
+                              "is missing (vm-templates/linux/recovery-init.sh in the repository)")
     sensors: dict[str, Path] = {}
     for build in SENSOR_BUILDS:
         ko = sensor_module(build)
@@ -329,14 +375,16 @@ def _resolve_inputs(kernel_version: str | None, kernel_image: Path | None,
                  LINUX_DRIVER_DIR / "Makefile"]
     if kernel_version is None:
         discovery.append(DPKG_STATUS)
-    return _Inputs(kver, image, busybox, dropbear, init_script, _dropbear_libraries(dropbear),
-                   resolve_modules(kver, MODULES), sensors, discovery)
+    return _Inputs(kver, image, busybox, dropbear, init_script, recovery_init_script,
+                   _dropbear_libraries(dropbear), resolve_modules(kver, MODULES),
+                   resolve_modules(kver, RECOVERY_MODULES), sensors, discovery)
 
 
 # ------------------------------------------------------------------- cache layout
 #
 #   <cache>/kernel-<sha16>/vmlinux     unpacked kernel, keyed by the bzImage's hash (shared)
 #   <cache>/<key16>/initrd.cpio.gz     one entry per input set
+#   <cache>/<key16>/recovery.cpio.gz   the recovery environment's initramfs of that set
 #   <cache>/<key16>/host_key.pub, host_key.fingerprint, manifest.json (written last)
 #   <cache>/stamps/<ctx16>.json        stat signatures of the inputs -> key (fast path)
 
@@ -347,14 +395,15 @@ def _entry_guest(entry: Path) -> ReferenceGuest | None:
         return None
     kernel = entry.parent / manifest["kernel"]
     initrd = entry / "initrd.cpio.gz"
+    recovery = entry / "recovery.cpio.gz"
     pub = entry / "host_key.pub"
-    if not (kernel.is_file() and initrd.is_file() and pub.is_file()):
+    if not (kernel.is_file() and initrd.is_file() and recovery.is_file() and pub.is_file()):
         return None
     return ReferenceGuest(kernel=kernel, initrd=initrd, kernel_version=manifest["kernel_version"],
                           host_key_pub=pub, key=manifest["key"],
                           host_key_fingerprint=manifest.get("host_key_fingerprint", ""),
                           pvh=manifest.get("pvh", True),
-                          modules=tuple(manifest.get("modules", ())))
+                          modules=tuple(manifest.get("modules", ())), recovery_initrd=recovery)
 
 
 def _stamp_lookup(stamp: Path, context: dict[str, object]) -> str | None:
@@ -409,20 +458,24 @@ class _Request:
     init_script: Path
     busybox: Path
     dropbear: Path
+    recovery_init_script: Path = RECOVERY_INIT_SCRIPT
 
     @classmethod
     def make(cls, cache_dir: Path | None, kernel_version: str | None, kernel_image: Path | None,
-             init_script: Path | None, busybox: Path | None, dropbear: Path | None) -> _Request:
+             init_script: Path | None, busybox: Path | None, dropbear: Path | None,
+             recovery_init_script: Path | None = None) -> _Request:
         return cls(Path(cache_dir) if cache_dir is not None else default_cache_dir(),
                    kernel_version, Path(kernel_image) if kernel_image else None,
                    Path(init_script) if init_script else INIT_SCRIPT,
-                   Path(busybox) if busybox else BUSYBOX, Path(dropbear) if dropbear else DROPBEAR)
+                   Path(busybox) if busybox else BUSYBOX, Path(dropbear) if dropbear else DROPBEAR,
+                   Path(recovery_init_script) if recovery_init_script else RECOVERY_INIT_SCRIPT)
 
     def context(self) -> dict[str, object]:
         return {"builder": BUILDER_VERSION, "kernel_version": self.kernel_version,
                 "kernel_image": str(self.kernel_image) if self.kernel_image else None,
                 "init_script": str(self.init_script), "busybox": str(self.busybox),
                 "dropbear": str(self.dropbear),
+                "recovery_init_script": str(self.recovery_init_script),
                 "env": {k: os.environ.get(k) for k in ("KVER", "KDIR")}}
 
     def stamp(self) -> Path:
@@ -440,7 +493,7 @@ class _Request:
     def resolve(self) -> tuple[_Inputs, str, dict[str, object], dict[str, str], dict[str, object]]:
         """(inputs, key, recipe, content hashes, stat signatures) from the inputs' contents."""
         inputs = _resolve_inputs(self.kernel_version, self.kernel_image, self.init_script,
-                                 self.busybox, self.dropbear)
+                                 self.busybox, self.dropbear, self.recovery_init_script)
         # Stat before hashing: a file changing meanwhile then only costs a rehash next time.
         stats = {str(p): _stat_sig(p) for p in [*(p for _, p in inputs.files()), *inputs.discovery]}
         hashes = {str(path): _sha256_file(path) for _, path in inputs.files()}
@@ -448,6 +501,7 @@ class _Request:
             "builder": BUILDER_VERSION,
             "kernel_version": inputs.kernel_version,
             "modules_requested": list(MODULES),
+            "recovery_modules_requested": list(RECOVERY_MODULES),
             "inputs": [[role, hashes[str(path)]] for role, path in inputs.files()],
         }
         key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
@@ -457,18 +511,21 @@ class _Request:
 def build_reference_guest(cache_dir: Path | None = None, progress: Progress = print,
                           force: bool = False, *, kernel_version: str | None = None,
                           kernel_image: Path | None = None, init_script: Path | None = None,
-                          busybox: Path | None = None, dropbear: Path | None = None
-                          ) -> ReferenceGuest:
+                          busybox: Path | None = None, dropbear: Path | None = None,
+                          recovery_init_script: Path | None = None) -> ReferenceGuest:
     """Build (or fetch from the cache) the Linux reference guest.
 
     cache_dir: default $HARNESS_CACHE/guest/linux-ref or <repo>/build/guest/linux-ref.
     force: rebuild even when a cached guest matches (new host key too).
     The keyword-only arguments replace one input (tests, other kernels); by default the
     kernel is /boot/vmlinuz-<`make -s -C drivers/linux print-kver`>.
+    The guest's `initrd` and its `recovery_initrd` are built together, as one cache entry
+    keyed by the inputs of both (recovery_init_script included).
     Raises GuestBuildError naming what is missing and the fix.
     """
     start = time.perf_counter()
-    req = _Request.make(cache_dir, kernel_version, kernel_image, init_script, busybox, dropbear)
+    req = _Request.make(cache_dir, kernel_version, kernel_image, init_script, busybox, dropbear,
+                        recovery_init_script)
     _ensure_sensor_modules(progress)
     if not force and (guest := req.from_stamp()) is not None:
         progress(f"guest: cached (key {guest.key[:12]}, "
@@ -512,31 +569,7 @@ def _build(cache: Path, entry: Path, key: str, recipe: dict[str, object], inputs
            hashes: dict[str, str], progress: Progress, force: bool) -> ReferenceGuest:
     kernel_rel, pvh = _kernel(cache, inputs, hashes, progress, force)
 
-    archive = Archive()
-    for d in ("proc", "sys", "dev", "run", "tmp", "data", "root", "etc/harness"):
-        archive.mkdir(d, 0o700 if d == "root" else (0o1777 if d == "tmp" else 0o755))
-    archive.chardev("dev/console", 5, 1)
-    archive.file("init", inputs.init_script.read_bytes(), 0o755)
-
-    # busybox and its applets (links made here: nothing to install at boot)
-    archive.file("bin/busybox", inputs.busybox.read_bytes(), 0o755)
-    listing = subprocess.run([str(inputs.busybox), "--list-full"], capture_output=True,
-                             text=True, check=False).stdout.split()
-    missing = [a for a in REQUIRED_APPLETS if not any(p.rsplit("/", 1)[-1] == a for p in listing)]
-    if missing:
-        raise GuestBuildError(f"{inputs.busybox} lacks the applets {', '.join(missing)} that "
-                              "/init uses: install Debian's busybox-static")
-    for applet in listing:
-        if applet != "bin/busybox" and applet not in archive:
-            archive.symlink(applet, "/bin/busybox")
-
-    # kernel modules, uncompressed, and the order /init loads them in
-    for module in inputs.modules:
-        try:
-            archive.file(module.guest_path, read_module(module.host_path))
-        except OSError as exc:
-            raise GuestBuildError(f"cannot read kernel module {module.host_path}: {exc}")
-    archive.file(GUEST_MODULE_LIST, "".join(m.guest_path + "\n" for m in inputs.modules).encode())
+    archive = _base_archive(inputs.init_script, inputs.busybox, REQUIRED_APPLETS, inputs.modules)
     for build, ko in inputs.sensors.items():
         archive.file(f"{GUEST_SENSOR_DIR}/{build}/harness_sensor.ko", ko.read_bytes())
 
@@ -564,6 +597,18 @@ def _build(cache: Path, entry: Path, key: str, recipe: dict[str, object], inputs
         modules = tuple(m.name.removesuffix(".ko") for m in inputs.modules)
         progress(f"guest: initramfs {len(initrd) / 1e6:.1f} MB ({archive.payload_bytes() / 1e6:.1f} "
                  f"MB unpacked), {len(modules)} modules + harness_sensor.ko x{len(inputs.sensors)}")
+
+        # The recovery environment: no sensor, no dropbear, no host key.
+        recovery = _base_archive(inputs.recovery_init_script, inputs.busybox, RECOVERY_APPLETS,
+                                 inputs.recovery_modules)
+        recovery.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+        recovery.file("etc/group", b"root:x:0:\n")
+        recovery.file("etc/hostname", b"harness-recovery\n")
+        recovery_initrd = recovery.to_gzip()
+        (tmp / "recovery.cpio.gz").write_bytes(recovery_initrd)
+        recovery_modules = tuple(m.name.removesuffix(".ko") for m in inputs.recovery_modules)
+        progress(f"guest: recovery initramfs {len(recovery_initrd) / 1e6:.1f} MB, "
+                 f"{len(recovery_modules)} modules, no sensor")
         manifest = {
             "key": key,
             "kernel_version": inputs.kernel_version,
@@ -572,6 +617,8 @@ def _build(cache: Path, entry: Path, key: str, recipe: dict[str, object], inputs
             "modules": list(modules),
             "host_key_fingerprint": fingerprint,
             "initrd_bytes": len(initrd),
+            "recovery_modules": list(recovery_modules),
+            "recovery_initrd_bytes": len(recovery_initrd),
             "recipe": recipe,
             "sources": {role: str(path) for role, path in inputs.files()},
             "content_dir": f"/data/{CONTENT_DIR}",
@@ -589,6 +636,37 @@ def _build(cache: Path, entry: Path, key: str, recipe: dict[str, object], inputs
     guest = _entry_guest(entry)
     assert guest is not None
     return guest
+
+
+def _base_archive(init_script: Path, busybox: Path, applets: tuple[str, ...],
+                  modules: list[KernelModule]) -> Archive:
+    """/init, the mount points, busybox with its applet links, the modules and their load order."""
+    archive = Archive()
+    for d in ("proc", "sys", "dev", "run", "tmp", "data", "media", "root", "etc/harness"):
+        archive.mkdir(d, 0o700 if d == "root" else (0o1777 if d == "tmp" else 0o755))
+    archive.chardev("dev/console", 5, 1)
+    archive.file("init", init_script.read_bytes(), 0o755)
+
+    # busybox and its applets (links made here: nothing to install at boot)
+    archive.file("bin/busybox", busybox.read_bytes(), 0o755)
+    listing = subprocess.run([str(busybox), "--list-full"], capture_output=True,
+                             text=True, check=False).stdout.split()
+    missing = [a for a in applets if not any(p.rsplit("/", 1)[-1] == a for p in listing)]
+    if missing:
+        raise GuestBuildError(f"{busybox} lacks the applets {', '.join(missing)} that "
+                              f"{init_script.name} uses: install Debian's busybox-static")
+    for applet in listing:
+        if applet != "bin/busybox" and applet not in archive:
+            archive.symlink(applet, "/bin/busybox")
+
+    # kernel modules, uncompressed, and the order /init loads them in
+    for module in modules:
+        try:
+            archive.file(module.guest_path, read_module(module.host_path))
+        except OSError as exc:
+            raise GuestBuildError(f"cannot read kernel module {module.host_path}: {exc}")
+    archive.file(GUEST_MODULE_LIST, "".join(m.guest_path + "\n" for m in modules).encode())
+    return archive
 
 
 def _kernel(cache: Path, inputs: _Inputs, hashes: dict[str, str], progress: Progress,

@@ -9,12 +9,21 @@
 #   harness.halt=1                       power off once the boot is complete (benchmarks)
 #   harness.hang=1                       stop silently after HARNESS-BOOT-START (a hung boot,
 #                                        for testing hang detection)
+#   harness.recovery_timeout=N           seconds the recovery script may run (default 120)
+#
+# Safe mode with a recovery medium (an ext4 image with recover.sh, made by
+# harness/guest/recovery.py) as the second virtio disk, /dev/vdb: after the data disk
+# is mounted, recover.sh runs (as a Windows RunOnce task would), then the boot goes on.
 #
 # Markers (one whole line each, through the kernel log, so they are never cut
 # by or reordered with the kernel's own console lines; the console prefixes
 # them with the kernel timestamp "[    2.345678] "):
 #   HARNESS-BOOT-START mode=normal|safe sensor=<build>
 #   HARNESS-SENSOR-SKIPPED reason=safe-mode
+#   HARNESS-RECOVERY-START path=safe-mode       (safe mode with a recovery medium only)
+#   recovery: <line>                            each line recover.sh prints
+#   HARNESS-RECOVERY-DONE path=safe-mode rc=<exit code of recover.sh>
+#   HARNESS-RECOVERY-ERROR path=safe-mode reason=medium-mount-failed|no-recovery-script
 #   HARNESS-BOOT-COMPLETE mode=... sensor=...  (after the sensor's HARNESS-SENSOR-LOADED)
 #   HARNESS-BOOT-ERROR reason=no-data-disk|mount-failed|unknown-sensor|no-sensor-module|sensor-load-failed
 #   HARNESS-SSH-READY addr=10.0.2.15 port=22
@@ -30,6 +39,9 @@ set -f  # no globbing of /proc/cmdline words
 DISK=/dev/vda
 DATA=/data
 CONTENT=$DATA/content
+RECOVERY_DISK=/dev/vdb
+MEDIA=/media
+RECOVERY_TIMEOUT=120
 SENSOR_DIR=/lib/harness/sensor
 HOST_KEY=/etc/dropbear/dropbear_ed25519_host_key
 GUEST_ADDR=10.0.2.15/24
@@ -76,6 +88,7 @@ for arg in $cmdline; do
         harness.net=*)      net=${arg#*=} ;;
         harness.halt=*)     halt=${arg#*=} ;;
         harness.hang=*)     hang=${arg#*=} ;;
+        harness.recovery_timeout=*) RECOVERY_TIMEOUT=${arg#*=} ;;
     esac
 done
 mode=normal
@@ -101,6 +114,65 @@ while read -r ko; do
     fi
 done < /etc/harness/modules
 
+# ---- recovery: begin (the same text in init.sh and recovery-init.sh; a test compares them)
+# run_recovery PATH: run $MEDIA/recover.sh (PATH: safe-mode|recovery-env), its output on the
+# console line by line, bounded by $RECOVERY_TIMEOUT seconds; then sync.  Sets recovery_rc.
+run_recovery() {
+    case "$RECOVERY_TIMEOUT" in
+        ''|*[!0-9]*|0) RECOVERY_TIMEOUT=120 ;;
+    esac
+    say "HARNESS-RECOVERY-START path=$1"
+    rm -f /run/recovery.rc
+    {
+        cd /
+        # Its own session and process group (pgid = its pid), so that whatever the script
+        # leaves running can be killed as a group.  timeout: TERM after the bound, KILL 5 s later.
+        HARNESS_CONTENT_DIR=$CONTENT HARNESS_BAD_FILES=$MEDIA/bad-files.txt \
+            HARNESS_RECOVERY_PATH=$1 \
+            setsid timeout -k 5 "$RECOVERY_TIMEOUT" sh "$MEDIA/recover.sh" < /dev/null 2>&1 &
+        rec_pid=$!
+        wait "$rec_pid"
+        echo "$?" > /run/recovery.rc
+        kill -KILL -"$rec_pid" 2>/dev/null
+    } 2>&1 | while IFS= read -r rec_line || [ -n "$rec_line" ]; do
+        # Whole lines through the kernel log; the script cannot forge a harness marker.
+        rec_line=${rec_line//HARNESS-/HARNESS_}
+        say "recovery: ${rec_line:0:900}"
+    done
+    recovery_rc=
+    read -r recovery_rc < /run/recovery.rc 2>/dev/null
+    say "HARNESS-RECOVERY-DONE path=$1 rc=${recovery_rc:-unknown}"
+    sync
+}
+# ---- recovery: end
+
+# safe_mode_recovery: with a recovery medium as the second virtio disk, run its recover.sh.
+# Without one (the usual safe-mode boot), nothing.  The boot goes on in every case.
+safe_mode_recovery() {
+    # Virtio devices of type 2 (block), in probe order: vda is the data disk, vdb the medium.
+    set +f
+    blk=$(cat /sys/bus/virtio/devices/*/device 2>/dev/null | grep -c '^0x0002$')
+    set -f
+    [ "${blk:-0}" -ge 2 ] || return 0
+    if ! wait_for -b "$RECOVERY_DISK" 100; then
+        say "HARNESS-RECOVERY-ERROR path=safe-mode reason=no-recovery-medium device=$RECOVERY_DISK"
+        return 0
+    fi
+    mkdir -p "$MEDIA"
+    if ! out=$(mount -t ext4 -o ro "$RECOVERY_DISK" "$MEDIA" 2>&1); then
+        say "harness-init: mount $RECOVERY_DISK: $out"
+        say "HARNESS-RECOVERY-ERROR path=safe-mode reason=medium-mount-failed device=$RECOVERY_DISK"
+        return 0
+    fi
+    if [ -f "$MEDIA/recover.sh" ]; then
+        run_recovery safe-mode
+    else
+        say "HARNESS-RECOVERY-ERROR path=safe-mode reason=no-recovery-script device=$RECOVERY_DISK"
+    fi
+    umount "$MEDIA" 2>/dev/null
+    return 0
+}
+
 # boot: data disk, sensor.  Prints HARNESS-BOOT-ERROR and returns 1 on failure.
 boot() {
     if ! wait_for -b "$DISK" 100; then
@@ -114,6 +186,7 @@ boot() {
     fi
     if [ "$safemode" = 1 ]; then
         say "HARNESS-SENSOR-SKIPPED reason=safe-mode"
+        safe_mode_recovery
         return 0
     fi
     case "$sensor" in

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Verdict time of the harness against QEMU alone, measured in the same run.
+
+Target 1:  the verdict for a crashing content file comes within 1.15x of the time
+           plain qemu-system-x86_64 takes to boot the same kernel, initramfs and
+           data disk to the "Kernel panic - not syncing" line.
+  (a) raw:     qemu-system-x86_64 spawned directly, stdout read line by line;
+               spawn -> the panic line.
+  (b) harness: Machine with cf291-field21.sys as C-00000291-00000000-00000032.sys,
+               boot_loop_threshold=1; before Machine() -> wait_verdict() returned
+               (data disk, domain XML, libvirt createXML, console, monitor included).
+  (c) informational: the default 2-boot boot-loop verdict against raw QEMU without
+               -no-reboot to its second panic line (the guest's panic=1 reboots it).
+Target 3:  in each (c) run's events.jsonl, t(harness:verdict) - t(second
+           lifecycle:crashed:panicked) is at most 1.0 s.
+
+    python3 bench/vm_verdict.py [--runs N] [--json] [--artifacts DIR] [--no-warmup] [-v]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c  # noqa: E402
+from harness.guest.linux_ref import build_data_disk  # noqa: E402
+
+TARGET_RATIO = 1.15
+TARGET_LATENCY_S = 1.0
+
+
+def loop_latency(run: c.HarnessRun) -> float | None:
+    """t(harness:verdict) - t(second lifecycle:crashed:panicked), from events.jsonl."""
+    crashed = [e["t"] for e in run.events if e["event"] == "lifecycle:crashed:panicked"]
+    verdict = [e["t"] for e in run.events if e["event"] == "harness:verdict"]
+    if len(crashed) < 2 or not verdict:
+        return None
+    return verdict[0] - crashed[1]
+
+
+def breakdown(raws: list[c.RawRun], runs: list[c.HarnessRun]) -> list[list[str]]:
+    """Where the time goes, medians: raw QEMU beside the harness, step by step."""
+    med = c.median
+    rows = []
+    raw_banner = med([r.banners[0] for r in raws if r.banners])
+    raw_guest = med([r.panics[0] - r.banners[0] for r in raws if r.banners and r.panics])
+    h = [r for r in runs if r.banners and r.panics]
+    setup = med([r.create_begin_s for r in runs])
+    create = med([r.create_end_s - r.create_begin_s for r in runs])
+    after = med([r.boot_return_s - r.create_end_s for r in runs])
+    to_banner = med([r.banners[0] - r.boot_return_s for r in h])
+    guest = med([r.panics[0] - r.banners[0] for r in h])
+    judge = med([r.total_s - r.panics[0] for r in h])
+    rows.append(["setup before createXML (Machine(), content, disk, XML, connect)", "-", c.fmt_s(setup)])
+    rows.append(["libvirt createXML (QEMU started paused)", "-", c.fmt_s(create)])
+    rows.append(["after createXML (events, console, resume)", "-", c.fmt_s(after)])
+    rows.append(["QEMU start/resume -> kernel banner line", c.fmt_s(raw_banner), c.fmt_s(to_banner)])
+    rows.append(["kernel banner -> panic line (guest)", c.fmt_s(raw_guest), c.fmt_s(guest)])
+    rows.append(["panic line -> verdict (monitor)", "-", c.fmt_s(judge)])
+    rows.append(["total (median of totals)", c.fmt_s(med([r.total_s for r in raws])),
+                 c.fmt_s(med([r.total_s for r in runs]))])
+    return rows
+
+
+def body(cleanup: c.Cleanup) -> int:
+    parser = c.common_args(__doc__.split("\n\n")[0])
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    setup = c.prepare(args, "vm_verdict")
+    guest = setup.guest
+    cmdline = guest.cmdline(sensor="vulnerable")
+    disk = setup.root / "raw-data-disk.img"  # same content as the harness's disk
+    build_data_disk(disk, {c.CRASH_NAME: c.CF291})
+    argv_a = c.raw_qemu_argv(guest, disk, setup.domain_type, cmdline, no_reboot=True)
+    argv_c = c.raw_qemu_argv(guest, disk, setup.domain_type, cmdline, no_reboot=False)
+    c.say(f"raw QEMU: {' '.join(argv_a)}")
+    if not args.no_warmup:
+        c.warm_up(setup, cleanup, disk)
+
+    raw_a: list[c.RawRun] = []
+    raw_c: list[c.RawRun] = []
+    h_b: list[c.HarnessRun] = []
+    h_c: list[c.HarnessRun] = []
+    problems: list[str] = []
+    content = {c.CRASH_NAME: c.CF291}
+
+    def step_raw(i: int, two: bool) -> None:
+        label = "raw QEMU to its 2nd panic (reboots)" if two else "raw QEMU to the panic line"
+        c.say(f"run {i + 1}/{args.runs}: {label} ...")
+        r = c.run_raw(argv_c if two else argv_a, 2 if two else 1,
+                      setup.root / f"raw-{'loop' if two else 'crash'}-{i + 1}" / "serial.log", cleanup)
+        (raw_c if two else raw_a).append(r)
+        c.say(f"run {i + 1}/{args.runs}: {label}: {r.total_s:.3f} s")
+
+    def step_harness(i: int, two: bool) -> None:
+        label = "harness boot-loop verdict (threshold 2)" if two else "harness crash verdict (threshold 1)"
+        c.say(f"run {i + 1}/{args.runs}: {label} ...")
+        with c.instrumented():
+            r = c.run_harness(setup, cleanup, f"{'loop' if two else 'crash'}-{i + 1}", content,
+                              2 if two else 1, wait=True, verbose=args.verbose)
+        want = 2 if two else 1
+        if r.verdict != "boot-loop" or r.crashing_boots != want:
+            problems.append(f"{r.artifacts}: expected boot-loop after {want} crashing boot(s), got "
+                            f"{r.verdict} ({r.reason}); sample left out")
+            c.say(f"run {i + 1}/{args.runs}: {label}: UNEXPECTED {r.verdict} ({r.reason}); left out")
+            return
+        (h_c if two else h_b).append(r)
+        extra = f", verdict {loop_latency(r):.3f} s after the 2nd pvpanic" if two and loop_latency(r) else ""
+        c.say(f"run {i + 1}/{args.runs}: {label}: {r.total_s:.3f} s{extra}")
+
+    for i in range(args.runs):
+        # Alternate which side goes first, so a drift in host speed hits both alike.
+        order = (step_raw, step_harness) if i % 2 == 0 else (step_harness, step_raw)
+        for two in (False, True):
+            for step in order:
+                step(i, two)
+
+    med = c.median
+    raw_a_med, h_b_med = med([r.total_s for r in raw_a]), med([r.total_s for r in h_b])
+    raw_c_med, h_c_med = med([r.total_s for r in raw_c]), med([r.total_s for r in h_c])
+    ratio_1 = h_b_med / raw_a_med if raw_a_med and h_b_med else None
+    ratio_c = h_c_med / raw_c_med if raw_c_med and h_c_med else None
+    latencies = [x for x in (loop_latency(r) for r in h_c) if x is not None]
+    if len(latencies) < len(h_c):
+        problems.append(f"{len(h_c) - len(latencies)} boot-loop run(s) lack two lifecycle:crashed:panicked "
+                        "events or the verdict event")
+    lat_med = med(latencies)
+    pass_1 = ratio_1 is not None and ratio_1 <= TARGET_RATIO
+    pass_3 = lat_med is not None and lat_med <= TARGET_LATENCY_S
+
+    results: dict[str, Any] = {
+        "target1_crash_verdict": {
+            "raw_median_s": raw_a_med, "harness_median_s": h_b_med, "ratio": ratio_1,
+            "target_ratio": TARGET_RATIO, "pass": pass_1,
+            "raw_s": [r.total_s for r in raw_a], "harness_s": [r.total_s for r in h_b]},
+        "target1c_bootloop_verdict": {
+            "raw_median_s": raw_c_med, "harness_median_s": h_c_med, "ratio": ratio_c,
+            "raw_s": [r.total_s for r in raw_c], "harness_s": [r.total_s for r in h_c],
+            "informational": True},
+        "target3_bootloop_latency": {
+            "median_s": lat_med, "samples_s": latencies, "target_s": TARGET_LATENCY_S,
+            "ratio_to_target": lat_med / TARGET_LATENCY_S if lat_med is not None else None,
+            "pass": pass_3},
+    }
+    report = {"benchmark": "vm_verdict", "host": c.host_description(), "runs": args.runs,
+              "domain_type": setup.domain_type, "accel": setup.accel_reason,
+              "artifacts": str(setup.root), "raw_argv_crash": argv_a, "raw_argv_loop": argv_c,
+              "results": results, "problems": problems,
+              "samples": {"raw_crash": [dataclasses.asdict(r) for r in raw_a],
+                          "harness_crash": [dataclasses.asdict(r) for r in h_b],
+                          "raw_loop": [dataclasses.asdict(r) for r in raw_c],
+                          "harness_loop": [dataclasses.asdict(r) for r in h_c]}}
+    (setup.root / "vm_verdict.json").write_text(json.dumps(report, indent=1) + "\n")
+
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        verdict = lambda ok: "PASS" if ok else "FAIL"  # noqa: E731
+        print()
+        print(f"vm_verdict: {args.runs} run(s), domain type {setup.domain_type}, "
+              f"{c.host_description()['cores']} cores; artifacts: {setup.root}")
+        print()
+        print(c.table([
+            ["1  crash verdict, threshold 1 / raw to panic", c.fmt_s(raw_a_med), c.fmt_s(h_b_med),
+             c.fmt_ratio(ratio_1), f"<= {TARGET_RATIO:.2f}x", verdict(pass_1)],
+            ["1c boot-loop verdict, 2 boots / raw to 2nd panic", c.fmt_s(raw_c_med), c.fmt_s(h_c_med),
+             c.fmt_ratio(ratio_c), "informational", "-"],
+            ["3  verdict after the 2nd crashed event", "-", c.fmt_s(lat_med),
+             c.fmt_ratio(lat_med / TARGET_LATENCY_S if lat_med is not None else None) + " of 1 s",
+             f"<= {TARGET_LATENCY_S:.1f} s", verdict(pass_3)],
+        ], ["measurement (medians)", "raw", "harness", "ratio", "target", "result"]))
+        print()
+        print("where the time goes in 1 (medians):")
+        print(c.table(breakdown(raw_a, h_b), ["step", "raw", "harness"]))
+        for p in problems:
+            print(f"problem: {p}")
+    c.say(f"done; results in {setup.root / 'vm_verdict.json'}")
+    if problems:
+        return 1
+    return 1 if args.strict and not (pass_1 and pass_3) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(c.main_wrapper(body))
