@@ -186,12 +186,59 @@ class Cleanup:
             conn.close()
 
 
+def foreign_qemu(cleanup: Cleanup, run_id: str) -> list[str]:
+    """QEMU processes running now that this benchmark did not start (they share the 2 cores
+    and make the numbers noisy): '<pid> <domain name or argv[0]>'."""
+    ours = {p.pid for p in cleanup.procs}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in ours:
+            continue
+        try:
+            if not (entry / "comm").read_text().startswith("qemu-system"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # exited, waiting to be reaped
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = next((a.decode(errors="replace").split(",")[0].removeprefix("guest=")
+                     for a in argv if a.startswith(b"guest=")), argv[0].decode(errors="replace"))
+        if run_id not in name:
+            found.append(f"{entry.name} {name}")
+    return found
+
+
+class Activity:
+    """Notes, before each measured step, whether someone else's VMs were running."""
+
+    def __init__(self, cleanup: Cleanup, run_id: str) -> None:
+        self.cleanup = cleanup
+        self.run_id = run_id
+        self.seen: list[dict[str, Any]] = []
+
+    def check(self, step: str) -> None:
+        others = foreign_qemu(self.cleanup, self.run_id)
+        if others:
+            self.seen.append({"step": step, "qemu": others, "loadavg": os.getloadavg()[0]})
+            say(f"warning: other QEMU running during '{step}': {', '.join(others)} (numbers noisy)")
+
+    def summary(self) -> str | None:
+        if not self.seen:
+            return None
+        return (f"other QEMU processes were running during {len(self.seen)} measured step(s) "
+                f"({', '.join(sorted({s['step'] for s in self.seen}))}): the host was shared, re-run "
+                "on a quiet host for clean numbers")
+
+
 def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main_wrapper(body: Callable[[Cleanup], int]) -> int:
     """Run `body` with SIGTERM/SIGHUP turned into KeyboardInterrupt and cleanup guaranteed."""
+    # Ctrl-C too, even when started from a shell that ignores SIGINT in background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_interrupt)
     cleanup = Cleanup()

@@ -75,18 +75,23 @@ def body(cleanup: c.Cleanup) -> int:
     resets: list[c.HarnessRun] = []
     boots: list[c.HarnessRun] = []
     problems: list[str] = []
+    activity = c.Activity(cleanup, setup.run_id)
 
     for i in range(args.runs):
         for k in range(args.resets):
+            activity.check("reset")
             with c.instrumented():
                 r = c.run_harness(setup, cleanup, f"reset-{i + 1}-{k + 1}", content, 2, wait=False,
                                   verbose=args.verbose)
+            activity.check("reset")
             resets.append(r)
             c.say(f"run {i + 1}/{args.runs}: reset {k + 1}/{args.resets}: harness-own {own_time(r) * 1000:.1f} ms, "
                   f"createXML {r.phases.get('createXML', 0.0) * 1000:.0f} ms, teardown {r.teardown_s:.2f} s")
         c.say(f"run {i + 1}/{args.runs}: full plain boot (good.sys) to its healthy verdict ...")
+        activity.check("full boot")
         with c.instrumented():
             r = c.run_harness(setup, cleanup, f"boot-{i + 1}", content, 2, wait=True, verbose=args.verbose)
+        activity.check("full boot")
         if r.verdict != "healthy":
             problems.append(f"{r.artifacts}: expected healthy, got {r.verdict} ({r.reason}); sample left out")
             c.say(f"run {i + 1}/{args.runs}: UNEXPECTED {r.verdict} ({r.reason}); left out")
@@ -116,7 +121,7 @@ def body(cleanup: c.Cleanup) -> int:
     }
     report = {"benchmark": "vm_reset", "host": c.host_description(), "runs": args.runs, "resets": args.resets,
               "domain_type": setup.domain_type, "accel": setup.accel_reason, "artifacts": str(setup.root),
-              "results": results, "problems": problems,
+              "results": results, "problems": problems, "shared_host": activity.seen,
               "samples": {"resets": [dataclasses.asdict(r) for r in resets],
                           "full_boots": [dataclasses.asdict(r) for r in boots]}}
     (setup.root / "vm_reset.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -146,6 +151,8 @@ def body(cleanup: c.Cleanup) -> int:
         print(c.table(close_rows([*resets, *boots]), ["step", "time"]))
         for p in problems:
             print(f"problem: {p}")
+        if activity.summary():
+            print(f"warning: {activity.summary()}")
     c.say(f"done; results in {setup.root / 'vm_reset.json'}")
     if problems:
         return 1

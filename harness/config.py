@@ -47,7 +47,12 @@ class Profile:
     boot_loop_threshold: int = 2
     name_prefix: str = "harness"
     domain_template: str = "linux/domain.xml.j2"
+    safe_mode_script: str = ""  # recovery script run in safe mode ("" = the shipped sample)
+    recovery_env_script: str = ""  # recovery script run in the recovery environment
     timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def recovery_script(self, path: str) -> str:
+        return self.safe_mode_script if path == "safe-mode" else self.recovery_env_script
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -109,7 +114,14 @@ def load_profiles(path: Path | None) -> dict[str, Profile]:
     for name, values in entries.items():
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: profiles.{name}: expected a mapping of settings")
-        profiles[str(name)] = Profile(name=str(name), **_check_fields(Profile, values, f"profiles.{name}", source))
+        fields = _check_fields(Profile, values, f"profiles.{name}", source)
+        for key in ("safe_mode_script", "recovery_env_script"):
+            if fields.get(key):  # relative to the config file, and it must exist
+                script = (path.parent / fields[key]).resolve()
+                if not script.is_file():
+                    raise ConfigError(f"{source}: profiles.{name}.{key}: {script} is not a file")
+                fields[key] = str(script)
+        profiles[str(name)] = Profile(name=str(name), **fields)
     return profiles
 
 

@@ -21,6 +21,10 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--sensor", choices=BUILDS, help="sensor build (default: the profile's)")
     p.add_argument("--artifacts", type=Path, help="artifacts directory (default ./artifacts)")
     p.add_argument("--keep", action="store_true", help="keep the per-test disk image")
+    p.add_argument("--recover", choices=("safe-mode", "recovery-env", "all"),
+                   help="after a boot loop, bring a copy of the machine back by this path (or both)")
+    p.add_argument("--recovery-script", type=Path,
+                   help="recovery script for every path (default: the profile's, else the shipped sample)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_reproduce)
 
@@ -54,7 +58,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
     profile = select_profile(args.config, args.profile)
-    result = reproduce(args.file, profile, sensor=args.sensor, artifacts_root=args.artifacts, keep=args.keep)
+    paths = {"all": ("safe-mode", "recovery-env"), None: ()}.get(args.recover, (args.recover,))
+    result = reproduce(args.file, profile, sensor=args.sensor, artifacts_root=args.artifacts, keep=args.keep,
+                       recover_paths=paths, recovery_script=args.recovery_script)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
@@ -62,6 +68,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"verdict:   {v.verdict} ({v.reason})")
         print(f"boots:     {v.boots} ({v.crashing_boots} crashing)")
         print(_crash_line(v))
+        for path, rec in result.recovery.items():
+            print(f"recovery:  {path}: {rec['result']} after {rec['boots']} boot(s) ({rec['reason']})")
         print(f"artifacts: {result.artifacts}")
         print(f"rerun:     {result.rerun}")
     return 3 if result.verdict.verdict == "infra-error" else 0

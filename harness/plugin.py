@@ -54,6 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in (
         "expect_crash: the test's VM is expected to crash (verdict crashed or boot-loop)",
         "expect_boot_loop: the test's VM is expected to end in a boot loop",
+        "expect_recovery(*paths): the test's VM loops, and recovery by each path (safe-mode, recovery-env) "
+        "must bring it back healthy",
         "destructive: the test breaks its VM on purpose (never reuse it)",
         "vm: boots real VMs through libvirt (skipped without libvirt/QEMU, except under CI=true)",
     ):
@@ -134,17 +136,25 @@ def vm(request: pytest.FixtureRequest, harness_profile: Profile, reference_guest
 
 
 def _check_markers(item: pytest.Item, machine: Machine) -> None:
-    verdict = machine.verdict
-    if verdict is None:
+    """Compare what the machine did over the whole test with what the markers expect."""
+    if not machine.verdicts:
         return
-    crashed = verdict.verdict in ("crashed", "boot-loop")
+    names = [v.verdict for v in machine.verdicts]
+    crashes = [v for v in machine.verdicts if v.verdict in ("crashed", "boot-loop")]
     where = f"(artifacts: {machine.artifacts})"
-    if item.get_closest_marker("expect_boot_loop") and verdict.verdict != "boot-loop":
-        pytest.fail(f"expected a boot loop, got {verdict.one_line()} {where}", pytrace=False)
-    if item.get_closest_marker("expect_crash") and not crashed:
-        pytest.fail(f"expected a crash, got {verdict.one_line()} {where}", pytrace=False)
-    if crashed and not (item.get_closest_marker("expect_crash") or item.get_closest_marker("expect_boot_loop")):
-        pytest.fail(f"unexpected crash: {verdict.one_line()} {where}", pytrace=False)
+    recovery = item.get_closest_marker("expect_recovery")
+    expects_crash = any(item.get_closest_marker(m) for m in ("expect_crash", "expect_boot_loop")) or recovery
+    if item.get_closest_marker("expect_boot_loop") and "boot-loop" not in names:
+        pytest.fail(f"expected a boot loop, got {machine.verdicts[-1].one_line()} {where}", pytrace=False)
+    if item.get_closest_marker("expect_crash") and not crashes:
+        pytest.fail(f"expected a crash, got {machine.verdicts[-1].one_line()} {where}", pytrace=False)
+    if crashes and not expects_crash:
+        pytest.fail(f"unexpected crash: {crashes[0].one_line()} {where}", pytrace=False)
+    for path in (recovery.args if recovery else ()):
+        result = machine.recoveries.get(path)
+        if result is None or result.result != "recovered":
+            what = f"{result.result}: {result.reason}" if result else "not run"
+            pytest.fail(f"expected recovery by {path}, got {what} {where}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -168,9 +178,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if verdict is not None:
         item.user_properties.append(("verdict", verdict.verdict))
         item.user_properties.append(("boots", str(verdict.boots)))
-        if verdict.crash is not None:
-            item.user_properties.append(("crash_title", verdict.crash.title))
-            item.config.stash[_CRASHES].append((item.nodeid, verdict.verdict, verdict.crash.title))
+    crashed = next((v for v in machine.verdicts if v.crash is not None), None)
+    if crashed is not None and crashed.crash is not None:
+        item.user_properties.append(("crash_title", crashed.crash.title))
+        item.config.stash[_CRASHES].append((item.nodeid, crashed.verdict, crashed.crash.title))
+    for path, result in machine.recoveries.items():
+        item.user_properties.append((f"recovery_{path}", result.result))
     if report.failed:
         report.sections.append(("serial tail", machine.serial_tail()))
     return report

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from .artifacts import default_root, new_run_id, test_dir, write_atomic
 from .config import Profile
 from .content.files import read_content_file
 from .content.format import FILE_NAME, file_name
-from .errors import InfraError
+from .errors import InfraError, InputFileError
 from .guest.linux_ref import build_reference_guest
 from .monitor.verdict import Verdict
 from .vm.machine import Machine, MachineSpec
@@ -35,6 +36,7 @@ class Reproduction:
     profile: str
     rerun: str
     attempts: int
+    recovery: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         v = self.verdict
@@ -44,37 +46,75 @@ class Reproduction:
         return {"verdict": v.verdict, "reason": v.reason, "boots": v.boots, "crashing_boots": v.crashing_boots,
                 "crash": crash, "artifacts": str(self.artifacts), "serial_log": str(self.artifacts / "serial.log"),
                 "content_name": self.content_name, "sensor": self.sensor, "profile": self.profile,
-                "elapsed_s": round(v.elapsed_s, 3), "attempts": self.attempts, "rerun": self.rerun}
+                "elapsed_s": round(v.elapsed_s, 3), "attempts": self.attempts, "rerun": self.rerun,
+                **({"recovery": self.recovery} if self.recovery else {})}
 
 
 def reproduce(content: Path, profile: Profile, sensor: str | None = None, artifacts_root: Path | None = None,
-              keep: bool = False, progress: Progress | None = None) -> Reproduction:
-    """Boot a fresh machine with `content`; an infrastructure failure is retried once."""
+              keep: bool = False, progress: Progress | None = None, recover_paths: Sequence[str] = (),
+              recovery_script: Path | None = None) -> Reproduction:
+    """Boot a fresh machine with `content` (an infrastructure failure is retried once); after a
+    boot loop, run each recovery path in `recover_paths` on a fresh copy of the looping machine."""
     say = progress or (lambda msg: print(f"harness: {msg}", file=sys.stderr, flush=True))
     data = read_content_file(content)
+    if recovery_script is not None and not recovery_script.is_file():
+        raise InputFileError(f"{recovery_script}: no such recovery script")
     name = guest_file_name(content)
     guest = build_reference_guest(progress=lambda msg: say(msg))
     run_id = new_run_id()
+    root = artifacts_root or default_root()
     build = sensor or profile.sensor
-    rerun = f"harness reproduce {content} --profile {profile.name} --sensor {build}"
+    rerun = f"harness reproduce {content} --profile {profile.name} --sensor {build}" + (
+        f" --recover {','.join(recover_paths)}" if recover_paths else "")
     for attempt in (1, 2):
-        directory = test_dir(artifacts_root or default_root(), run_id, f"reproduce-{attempt}")
+        directory = test_dir(root, run_id, f"reproduce-{attempt}")
         write_atomic(directory / "repro.txt", rerun + "\n")
         machine = Machine(MachineSpec(profile=profile, guest=guest, artifacts=directory, run_id=run_id,
                                       test_id=f"reproduce {content.name}", slot=f"r{attempt}", sensor=build),
                           progress=say)
         try:
-            machine.install_content({name: data})
+            machine.install_content({name: data}, bad_update=True)
             machine.boot()
             verdict = machine.wait_verdict()
         except InfraError:
+            machine.close(keep=keep)
             if attempt == 2:
                 raise
             say(f"infrastructure failure, retrying once (artifacts: {directory})")
             continue
+        if verdict.verdict == "infra-error" and attempt == 1:
+            machine.close(keep=keep)
+            say(f"infra-error ({verdict.reason}), retrying once (artifacts: {directory})")
+            continue
+        result = Reproduction(verdict, directory, name, build, profile.name, rerun, attempt)
+        try:
+            machine.destroy()
+            first_crash = machine.monitor.first_crash_t()
+            crash_offset = machine.now() - first_crash if first_crash is not None else 0.0
+            for path in recover_paths:
+                if verdict.verdict != "boot-loop":
+                    result.recovery[path] = {"result": "not-needed", "boots": 0,
+                                             "reason": f"the machine did not loop ({verdict.verdict})"}
+                    continue
+                result.recovery[path] = _recover_copy(machine, path, recovery_script, root, run_id, crash_offset,
+                                                      keep, say)
         finally:
             machine.close(keep=keep)
-        if verdict.verdict != "infra-error" or attempt == 2:
-            return Reproduction(verdict, directory, name, build, profile.name, rerun, attempt)
-        say(f"infra-error ({verdict.reason}), retrying once (artifacts: {directory})")
+        return result
     raise AssertionError("unreachable")
+
+
+def _recover_copy(looping: Machine, path: str, script: Path | None, root: Path, run_id: str,
+                  crash_offset: float, keep: bool, say: Progress) -> dict[str, Any]:
+    """Run one recovery path on a fresh copy of the looping machine's disk."""
+    directory = test_dir(root, run_id, f"recover-{path}")
+    spec = looping.spec
+    copy = Machine(MachineSpec(profile=spec.profile, guest=spec.guest, artifacts=directory, run_id=run_id,
+                               test_id=f"{spec.test_id} recover {path}", slot=f"{path}", sensor=looping.sensor,
+                               disk_from=looping.disk), progress=say)
+    copy.delivered.update(looping.delivered)
+    copy.bad_update.update(looping.bad_update)
+    try:
+        return copy.recover(path, script=script, crash_offset_s=crash_offset).to_json()  # type: ignore[arg-type]
+    finally:
+        copy.close(keep=keep)

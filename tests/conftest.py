@@ -24,10 +24,10 @@ def require_tool(tool: str, fix: str) -> str:
     return path
 
 
-def run_harness(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+def run_harness(*args: str | Path, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real `harness` command line, as a user would."""
     return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=check)
+                          capture_output=True, text=True, timeout=timeout, check=check)
 
 
 pytest_plugins = ["pytester"]

@@ -8,6 +8,8 @@ HARNESS-BOOT-COMPLETE are printed (run with -s to see them), not asserted.
 
 from __future__ import annotations
 
+import dataclasses
+
 import base64
 import gzip
 import io
@@ -442,8 +444,10 @@ def test_cmdline() -> None:
     assert "panic_on_oops" not in g.cmdline()
     with pytest.raises(ValueError):
         g.cmdline("bogus")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # a hand-made guest without a recovery initramfs
         g.cmdline(mode="recovery")
+    with_recovery = dataclasses.replace(g, recovery_initrd=Path("r"))
+    assert with_recovery.cmdline(mode="recovery") == base + " harness.role=recovery"
 
 
 def test_init_script_parses() -> None:

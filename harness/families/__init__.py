@@ -32,6 +32,8 @@ class ConsoleMarkers:
     ssh_ready: re.Pattern[str]
     boot_error: re.Pattern[str]
     crash_end: re.Pattern[str]  # the last line of a crash report, when the guest prints one
+    recovery_done: re.Pattern[str]  # groups "path", "rc": the recovery script finished
+    script_output: re.Pattern[str]  # a line a user's script printed, relayed by the guest
 
 
 class Family(Protocol):

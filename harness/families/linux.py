@@ -18,6 +18,8 @@ MARKERS = ConsoleMarkers(
     ssh_ready=re.compile(r"HARNESS-SSH-READY"),
     boot_error=re.compile(r"HARNESS-BOOT-ERROR (?P<reason>.*)$"),
     crash_end=re.compile(r"---\[ end Kernel panic|Rebooting in \d+ seconds"),
+    script_output=re.compile(r"(?:^|\] )recovery: "),
+    recovery_done=re.compile(r"HARNESS-RECOVERY-DONE path=(?P<path>\S+) rc=(?P<rc>-?\d+)"),
 )
 
 

@@ -95,8 +95,9 @@ KEEP_ENTRIES = 3  # cached guests kept; older ones are pruned after a build
 
 Progress = Callable[[str], None]
 
-__all__ = ["BUILDER_VERSION", "CONTENT_DIR", "RECOVERY_TIMEOUT", "ReferenceGuest", "build_data_disk",
-           "build_reference_guest", "cached_reference_guest", "read_content_dir"]
+__all__ = ["BUILDER_VERSION", "CONTENT_DIR", "RECOVERY_TIMEOUT", "ReferenceGuest",
+           "build_data_disk", "build_reference_guest", "cached_reference_guest",
+           "read_content_dir"]
 
 
 def sensor_module(build: str) -> Path:
@@ -128,11 +129,20 @@ class ReferenceGuest:
         sensor: which harness_sensor.ko /init loads; mode "safe" skips the sensor;
         net: static eth0 + dropbear (needs a virtio-net NIC with QEMU user networking
         and harness/authorized_keys on the data disk); halt: power off once booted.
+        mode "recovery": the line for `recovery_initrd`, i.e. recovery_cmdline(extra)
+        (sensor, net and halt do not apply: no sensor, no network, it always powers off);
+        a ReferenceGuest without a recovery_initrd raises ValueError for it.
         """
         if sensor not in SENSOR_BUILDS:
             raise ValueError(f"sensor must be one of {', '.join(SENSOR_BUILDS)}, not {sensor!r}")
+        if mode == "recovery":
+            if self.recovery_initrd is None:
+                raise ValueError("mode 'recovery' boots the recovery initramfs, and this "
+                                 "ReferenceGuest has none (recovery_initrd is None): use a guest "
+                                 "from build_reference_guest()")
+            return self.recovery_cmdline(extra)
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, recovery, not {mode!r}")
         words = [*BASE_CMDLINE, f"harness.sensor={sensor}"]
         if mode == "safe":
             words.append("harness.safemode=1")

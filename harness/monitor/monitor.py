@@ -33,6 +33,7 @@ class Boot:
     started: float
     banner: bool = False
     crashed: bool = False
+    crash_t: float | None = None  # when the first sign of the crash arrived
     crashed_event: bool = False
     report: CrashReport | None = None
     report_deadline: float | None = None  # finish the crash report by then
@@ -44,6 +45,7 @@ class Boot:
     rejected: list[tuple[float, str, str]] = field(default_factory=list)
     ssh_ready: bool = False
     error: str | None = None
+    recovery_rc: int | None = None  # exit status of a recovery script run in this boot
 
     @property
     def complete(self) -> bool:
@@ -53,7 +55,7 @@ class Boot:
         return BootSummary(self.index, round(self.started, 3), self.crashed, self.complete, self.sensor,
                            self.report.title if self.report else None,
                            [{"file": n, "reason": r} for _, n, r in self.rejected], list(self.loaded),
-                           self.crashed_event, self.error)
+                           self.crashed_event, self.error, self.recovery_rc)
 
 
 class Monitor:
@@ -77,8 +79,13 @@ class Monitor:
 
     # ------------------------------------------------------------------ input
 
-    def start_window(self, t: float) -> None:
-        """Judge only what happens from now on (e.g. after an online content update)."""
+    def start_window(self, t: float, new_boot: bool = False) -> None:
+        """Judge only what happens from now on: after an online content update, or (with
+        `new_boot`) from a fresh start of the domain, whose boot owes nothing to the last one."""
+        if new_boot and self.boots:
+            self._collect(self.boots[-1])
+            self._finish_report(self.boots[-1])
+            self.boots.append(Boot(self.boots[-1].index + 1, t))
         self.window_t = t
         self.window_boot = self.boots[-1].index if self.boots else 1
         self.stopped = None
@@ -93,6 +100,8 @@ class Monitor:
         self.last_activity = max(self.last_activity, t)
         self.lineno += 1
         m = self.markers
+        if m.script_output.search(line):
+            return  # a recovery script's own words are never markers nor crash text
         boot = self.current(t)
         crash_start = self.parser.is_crash_start(line)
         self.parser.feed_line(line, self.lineno)  # a banner ends the previous boot's report
@@ -105,6 +114,7 @@ class Monitor:
             boot.banner = True
         if crash_start and not boot.crashed:
             boot.crashed = True
+            boot.crash_t = t
             boot.report_deadline = t + self.grace_s
         self._collect(boot)
         if boot.crashed and m.crash_end.search(line):
@@ -120,6 +130,8 @@ class Monitor:
             boot.complete_t = t
         elif m.ssh_ready.search(line):
             boot.ssh_ready = True
+        elif hit := m.recovery_done.search(line):
+            boot.recovery_rc = int(hit["rc"])
         elif hit := m.boot_error.search(line):
             boot.error = hit["reason"].strip()
 
@@ -128,6 +140,8 @@ class Monitor:
         self.events[name] = self.events.get(name, 0) + 1
         boot = self.current(t)
         if name.startswith("lifecycle:crashed"):
+            if boot.crash_t is None:
+                boot.crash_t = t
             boot.crashed = boot.crashed_event = True
             # The console may still be delivering the panic's last lines.
             settle = t + self.event_settle_s
@@ -164,6 +178,11 @@ class Monitor:
                 self._finish_report(boot)
 
     # --------------------------------------------------------------- verdict
+
+    def first_crash_t(self) -> float | None:
+        """When this machine first crashed, over its whole life (not only the window)."""
+        times = [b.crash_t for b in self.boots if b.crash_t is not None]
+        return min(times) if times else None
 
     def window(self) -> list[Boot]:
         return [b for b in self.boots if b.index >= self.window_boot]
@@ -213,6 +232,26 @@ class Monitor:
                                      f"{self.threshold} of a boot loop, by the deadline", now)
             stuck = f"; the guest said {last.error}" if last and last.error else ""
             return self._verdict("hang", "no boot-complete marker by the deadline" + stuck, now)
+        return None
+
+    def decide_recovery_env(self, now: float, hang_timeout: float, deadline: float) -> tuple[str, str] | None:
+        """For a boot of the recovery environment, which runs a script and powers off:
+        ("done", why), ("hang", why), ("crashed", why) or ("failed", why); None while running."""
+        self.poll(now)
+        boot = self.boots[-1] if self.boots else None
+        if boot is not None and boot.crashed:
+            return "crashed", f"the recovery environment crashed: {boot.report.title if boot.report else 'panic'}"
+        if self.closed:
+            return "failed", f"lost libvirt: {self.closed}"
+        if self.stopped:
+            if boot is not None and boot.recovery_rc is not None:
+                return "done", f"script exited {boot.recovery_rc}, then the machine powered off"
+            error = f" ({boot.error})" if boot is not None and boot.error else ""
+            return "failed", f"the recovery environment stopped without running the script{error}"
+        if now - max(self.last_activity, self.window_t) >= hang_timeout:
+            return "hang", f"no console output and no event for {hang_timeout:.0f} s"
+        if now >= deadline:
+            return "hang", "the recovery environment did not power off by the deadline"
         return None
 
     def _verdict(self, name: VerdictName, reason: str, now: float) -> Verdict:

@@ -24,6 +24,7 @@ class BootSummary:
     loaded: list[str]
     crashed_event: bool = False
     error: str | None = None
+    recovery_rc: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ..families.linux import LinuxFamily
 from ..guest.linux_ref import ReferenceGuest, build_data_disk
 from ..monitor.monitor import Monitor
 from ..monitor.verdict import Verdict
+from ..recovery import RecoveryPath, RecoveryResult, recover
 from .accel import choose_domain_type
 from .connection import open_connection
 from .console import ConsoleBuffer, ConsoleReader
@@ -48,6 +50,7 @@ class MachineSpec:
     content: dict[str, bytes] = field(default_factory=dict)
     sensor: str | None = None  # overrides the profile's sensor build
     network: bool | None = None  # overrides the profile's network
+    disk_from: Path | None = None  # start from a copy of this data disk (a looping machine's)
 
 
 class Machine:
@@ -66,6 +69,13 @@ class Machine:
         if spec.network if spec.network is not None else self.profile.network == "user":
             self.enable_network()
         self.extra_cmdline = ""  # appended to the guest kernel command line at the next boot
+        self.medium: Path | None = None  # a recovery medium attached as the second disk (vdb)
+        self.delivered: dict[str, bytes] = dict(spec.content)  # every content file fed, by name
+        self.bad_update: set[str] = set()  # the files recovery scripts are told to remove
+        self.recoveries: dict[str, RecoveryResult] = {}
+        self.mode = "off"  # off | normal | safe | recovery: what the running domain booted
+        if spec.disk_from is not None:
+            shutil.copyfile(spec.disk_from, self.disk)
         self.domain_type, self.accel_reason = choose_domain_type(self.profile.accel)
         self.conn: libvirt.virConnect | None = None
         self.dom: libvirt.virDomain | None = None
@@ -75,7 +85,8 @@ class Machine:
         self.monitor = Monitor(LinuxFamily(), self.profile.boot_loop_threshold, self.profile.timeouts.grace)
         self.cond = threading.Condition()
         self.t0 = time.monotonic()
-        self.verdict: Verdict | None = None
+        self.verdict: Verdict | None = None  # the last one
+        self.verdicts: list[Verdict] = []  # every verdict of this machine's life, in order
         self._ssh: SshSession | None = None
         self._boots_started = 0
         self._keep_files = False
@@ -115,15 +126,19 @@ class Machine:
 
     # ------------------------------------------------------------- content
 
-    def install_content(self, files: dict[str, bytes]) -> None:
-        """Offline placement: the files are on the data disk at the next boot (boot-start case)."""
-        if self.dom is not None:
-            raise HarnessError("install_content() places files offline; the machine is running: "
-                               "use put_content_online() or destroy() first")
+    def install_content(self, files: dict[str, bytes], bad_update: bool = False) -> None:
+        """Offline placement: the files are on the data disk at the first boot (boot-start case).
+        `bad_update` names them as the update a recovery script must remove."""
+        if self.disk.exists():
+            raise HarnessError("install_content() places files before the first boot; the data disk "
+                               "exists already: use put_content_online() on a running machine")
         self.spec.content.update(files)
-        self._keep_content_copies(files)
+        self._keep_content_copies(files, bad_update)
 
-    def _keep_content_copies(self, files: dict[str, bytes]) -> None:
+    def _keep_content_copies(self, files: dict[str, bytes], bad_update: bool = False) -> None:
+        self.delivered.update(files)
+        if bad_update:
+            self.bad_update.update(files)
         target = self.artifacts / "content"
         target.mkdir(exist_ok=True)
         for name, data in files.items():
@@ -132,16 +147,20 @@ class Machine:
     # ---------------------------------------------------------------- boot
 
     def domain_xml(self, mode: str = "normal") -> str:
+        """The domain for a boot in `mode`: normal, safe (sensor skipped) or recovery (the
+        separate recovery initramfs on the same data disk)."""
         guest = self.spec.guest
+        disks = [{"path": str(self.disk), "format": "raw", "target": "vda", "readonly": False}]
+        if self.medium is not None:
+            disks.append({"path": str(self.medium), "format": "raw", "target": "vdb", "readonly": True})
         return render(
             self.profile.domain_template, domain_type=self.domain_type, name=self.name, family="linux",
             run_id=self.spec.run_id, test_id=self.spec.test_id, artifacts=str(self.artifacts),
             owner_pid=os.getpid(), memory_mib=self.profile.memory_mib, vcpus=self.profile.vcpus,
-            kernel=str(guest.kernel), initrd=str(guest.initrd),
+            kernel=str(guest.kernel), initrd=str(guest.recovery_initrd if mode == "recovery" else guest.initrd),
             cmdline=guest.cmdline(sensor=self.sensor, mode=mode, net=self.network, extra=self.extra_cmdline),
             on_reboot="restart", on_crash="restart", pvpanic=True,
-            disks=[{"path": str(self.disk), "format": "raw", "target": "vda", "readonly": False}],
-            serial_log=str(self.serial_log), ssh_port=self.ssh_port)
+            disks=disks, serial_log=str(self.serial_log), ssh_port=self.ssh_port)
 
     def boot(self, mode: str = "normal") -> None:
         """Start the domain (creating the data disk at the first boot) and watch it."""
@@ -164,10 +183,11 @@ class Machine:
             raise InfraError(f"libvirt refused the domain: {exc.get_error_message()} "
                              f"(domain XML: {self.artifacts / 'domain.xml'})") from None
         self.dom = dom
+        self.mode = mode
         self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
         self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer)
         with self.cond:
-            self.monitor.start_window(self.now())
+            self.monitor.start_window(self.now(), new_boot=True)
         self.events.record("harness:start", {"mode": mode, "domain": self.name})
         dom.resume()
 
@@ -188,14 +208,42 @@ class Machine:
                     pending.append(boot.report_deadline)
                 self.cond.wait(max(0.01, min(pending) - now))
         self.verdict = verdict
+        self.verdicts.append(verdict)
         if self.events:
             self.events.record("harness:verdict", {"verdict": verdict.verdict, "reason": verdict.reason})
-        write_json(self.artifacts / "verdict.json", {
-            **verdict.to_json(), "domain": self.name, "domain_type": self.domain_type,
-            "accel": self.accel_reason, "sensor": self.sensor, "profile": self.profile.name,
-            "serial_log": str(self.serial_log), "artifacts": str(self.artifacts)})
+        self.write_verdict()
         self.progress(f"{self.name}: {verdict.one_line()}")
         return verdict
+
+    def write_verdict(self) -> None:
+        """verdict.json: the last verdict, with the recovery results so far."""
+        if self.verdict is None:
+            return
+        write_json(self.artifacts / "verdict.json", {
+            **self.verdict.to_json(), "domain": self.name, "domain_type": self.domain_type,
+            "accel": self.accel_reason, "sensor": self.sensor, "profile": self.profile.name,
+            "recovery": {path: r.to_json() for path, r in self.recoveries.items()},
+            "serial_log": str(self.serial_log), "artifacts": str(self.artifacts)})
+
+    def recover(self, path: RecoveryPath, script: Path | None = None, crash_offset_s: float = 0.0) -> RecoveryResult:
+        """Bring the machine back by `path` (safe-mode or recovery-env) with the profile's script
+        (or `script`), telling it the bad update (files given with bad_update=True)."""
+        if not self.bad_update:
+            raise HarnessError("recover() needs the bad update named: install_content(..., bad_update=True) "
+                               "or put_content_online(..., bad_update=True)")
+        return recover(self, path, {n: self.delivered[n] for n in self.bad_update}, script, crash_offset_s)
+
+    def wait_recovery_env(self, timeout: float | None = None, hang_timeout: float | None = None) -> tuple[str, str]:
+        """Wait for a recovery-environment boot to run its script and power off."""
+        limit = timeout or self.profile.timeouts.boot
+        hang = hang_timeout or self.profile.timeouts.hang
+        with self.cond:
+            deadline = self.now() + limit
+            while (outcome := self.monitor.decide_recovery_env(self.now(), hang, deadline)) is None:
+                self.cond.wait(max(0.01, min(deadline, self.monitor.last_activity + hang) - self.now()))
+        if self.events:
+            self.events.record("harness:recovery-env", {"outcome": outcome[0], "reason": outcome[1]})
+        return outcome
 
     # ------------------------------------------------------------- console
 
@@ -221,9 +269,9 @@ class Machine:
     def run(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
         return self.ssh().run(command, stdin=stdin, timeout=timeout)
 
-    def put_content_online(self, name: str, data: bytes) -> None:
+    def put_content_online(self, name: str, data: bytes, bad_update: bool = False) -> None:
         """Deliver a content update to the running guest, as the update agent would."""
-        self._keep_content_copies({name: data})
+        self._keep_content_copies({name: data}, bad_update)
         result = self.run(f"cat > /data/content/{name}.part && mv /data/content/{name}.part "
                           f"/data/content/{name} && sync", stdin=data)
         if result.rc != 0:
@@ -265,6 +313,7 @@ class Machine:
             except libvirt.libvirtError:
                 pass  # already gone
             self.dom = None
+        self.mode = "off"
 
     def close(self, keep: bool = False) -> None:
         """Destroy the domain and remove the per-test disk unless `keep`."""

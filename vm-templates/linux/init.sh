@@ -22,8 +22,9 @@
 #   HARNESS-SENSOR-SKIPPED reason=safe-mode
 #   HARNESS-RECOVERY-START path=safe-mode       (safe mode with a recovery medium only)
 #   recovery: <line>                            each line recover.sh prints
-#   HARNESS-RECOVERY-DONE path=safe-mode rc=<exit code of recover.sh>
-#   HARNESS-RECOVERY-ERROR path=safe-mode reason=medium-mount-failed|no-recovery-script
+#   HARNESS-RECOVERY-DONE path=safe-mode rc=<exit code of recover.sh; 143|137 killed by the time bound>
+#   HARNESS-RECOVERY-ERROR path=safe-mode reason=no-recovery-medium|medium-mount-failed|no-recovery-script
+#                                               (the script did not run; the boot goes on)
 #   HARNESS-BOOT-COMPLETE mode=... sensor=...  (after the sensor's HARNESS-SENSOR-LOADED)
 #   HARNESS-BOOT-ERROR reason=no-data-disk|mount-failed|unknown-sensor|no-sensor-module|sensor-load-failed
 #   HARNESS-SSH-READY addr=10.0.2.15 port=22
@@ -141,7 +142,8 @@ run_recovery() {
     done
     recovery_rc=
     read -r recovery_rc < /run/recovery.rc 2>/dev/null
-    say "HARNESS-RECOVERY-DONE path=$1 rc=${recovery_rc:-unknown}"
+    # rc: the script's exit status; 143/137 when the time bound killed it; -1 unknown.
+    say "HARNESS-RECOVERY-DONE path=$1 rc=${recovery_rc:--1}"
     sync
 }
 # ---- recovery: end

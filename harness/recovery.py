@@ -1,0 +1,138 @@
+"""Recovery as a test outcome: bring a boot-looping machine back by safe mode or by the
+recovery environment, with the user's script, and prove it with a normal boot.
+
+The machine moves through states (labgrid's strategy): booted (looping) -> off ->
+safe_mode | recovery_env (the script runs there) -> off -> booted (normal). The
+boot mode is changed through libvirt (the domain's initrd, command line and a
+second disk holding the script), never by editing a golden image. Every file the
+script removed is kept in the test's artifacts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .artifacts import write_atomic
+from .errors import HarnessError
+from .guest.datadisk import read_content_dir
+from .guest.recovery import build_recovery_medium
+from .monitor.verdict import Verdict
+from .paths import REPO_ROOT
+
+if TYPE_CHECKING:
+    from .vm.machine import Machine
+
+RecoveryPath = Literal["safe-mode", "recovery-env"]
+RECOVERY_PATHS: tuple[RecoveryPath, ...] = ("safe-mode", "recovery-env")
+SAMPLE_SCRIPT = REPO_ROOT / "vm-templates" / "linux" / "recovery" / "remove-bad-content.sh"
+_MODE = {"safe-mode": "safe", "recovery-env": "recovery"}
+
+
+@dataclass
+class RecoveryResult:
+    path: str
+    result: Literal["recovered", "failed"]
+    reason: str
+    boots: int  # boots the recovery took: the recovery boot and the normal boot after it
+    seconds: float  # from the start of recovery to the final verdict
+    seconds_from_first_crash: float | None  # from the machine's first crash to healthy
+    stage: str  # how the recovery boot ended: done, hang, crashed, failed
+    script_rc: int | None
+    removed: list[str] = field(default_factory=list)
+    final: Verdict | None = None
+    artifacts: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        final = self.final
+        return {
+            "result": self.result, "reason": self.reason, "boots": self.boots,
+            "seconds": round(self.seconds, 3),
+            "seconds_from_first_crash": None if self.seconds_from_first_crash is None
+            else round(self.seconds_from_first_crash, 3),
+            "stage": self.stage, "script_rc": self.script_rc, "removed": self.removed,
+            "final_verdict": final.verdict if final else None,
+            "crash": final.crash.to_json() if final and final.crash else None,
+            "artifacts": str(self.artifacts) if self.artifacts else None,
+        }
+
+
+def bad_update_list(files: dict[str, bytes]) -> list[tuple[str, str]]:
+    """(sha256, name) of each file named as the bad update, as the recovery medium lists them."""
+    return [(hashlib.sha256(data).hexdigest(), name) for name, data in sorted(files.items())]
+
+
+def recover(machine: Machine, path: RecoveryPath, bad_files: dict[str, bytes], script: Path | None = None,
+            crash_offset_s: float = 0.0) -> RecoveryResult:
+    """Run one recovery path on `machine` (running or not) and boot it normally after.
+
+    `crash_offset_s` is how long before this machine's start its first crash happened
+    (when it is a copy of a looping machine); it adds to `seconds_from_first_crash`.
+    """
+    if path not in RECOVERY_PATHS:
+        raise HarnessError(f"unknown recovery path {path!r}; use one of {', '.join(RECOVERY_PATHS)}")
+    script = script or Path(machine.profile.recovery_script(path) or SAMPLE_SCRIPT)
+    workdir = machine.artifacts / f"recovery-{path}"
+    workdir.mkdir(exist_ok=True)
+    say = machine.progress
+    started = machine.now()
+    first_crash = machine.monitor.first_crash_t()
+
+    machine.destroy()  # -> off
+    before = read_content_dir(machine.disk)
+    machine.medium = workdir / "medium.img"
+    build_recovery_medium(machine.medium, script, bad_update_list(bad_files))
+    write_atomic(workdir / "script.sh", script.read_bytes())
+    say(f"{machine.name}: recovery by {path}: script {script}, bad update "
+        + ", ".join(sorted(bad_files)))
+
+    machine.boot(mode=_MODE[path])  # -> safe_mode | recovery_env
+    if path == "safe-mode":
+        stage_verdict = machine.wait_verdict()
+        rc = machine.monitor.boots[-1].recovery_rc
+        if stage_verdict.verdict in ("healthy", "content-rejected"):
+            stage, why = ("done", f"script exited {rc}") if rc is not None else (
+                "failed", "safe mode booted but the script did not run")
+        else:
+            stage, why = stage_verdict.verdict, f"safe mode boot: {stage_verdict.reason}"
+    else:
+        stage, why = machine.wait_recovery_env()
+        rc = machine.monitor.boots[-1].recovery_rc if machine.monitor.boots else None
+    machine.destroy()  # -> off
+    machine.medium = None
+
+    after = read_content_dir(machine.disk)
+    removed = sorted(name for name in before if after.get(name) != before[name])
+    for name in removed:
+        (workdir / "removed").mkdir(exist_ok=True)
+        write_atomic(workdir / "removed" / name, before[name])
+
+    def finish(result: Literal["recovered", "failed"], reason: str, boots: int,
+               final: Verdict | None) -> RecoveryResult:
+        now = machine.now()
+        healthy_after_crash = None
+        if result == "recovered" and first_crash is not None:
+            healthy_after_crash = now - first_crash + crash_offset_s
+        elif result == "recovered" and crash_offset_s:
+            healthy_after_crash = now + crash_offset_s
+        outcome = RecoveryResult(path, result, reason, boots, now - started, healthy_after_crash, stage, rc,
+                                 removed, final, workdir)
+        machine.recoveries[path] = outcome
+        machine.write_verdict()
+        say(f"{machine.name}: recovery by {path}: {result} ({reason})")
+        return outcome
+
+    if stage != "done":
+        return finish("failed", f"{stage}: {why}", 1, None)
+
+    machine.boot(mode="normal")  # -> booted
+    final = machine.wait_verdict()
+    sensor = final.boot_log[-1].sensor if final.boot_log else None
+    if final.verdict in ("healthy", "content-rejected") and sensor == "loaded":
+        return finish("recovered", f"{why}; removed {', '.join(removed) or 'nothing'}; the next normal "
+                      f"boot is {final.verdict} with the sensor loaded", 2, final)
+    return finish("failed", f"{why}; removed {', '.join(removed) or 'nothing'}; the next normal boot: "
+                  f"{final.one_line()}", 2, final)
+

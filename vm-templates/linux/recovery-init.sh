@@ -1,0 +1,166 @@
+#!/bin/sh
+# /init of the reference guest's recovery environment (busybox sh, PID 1): the stand-in for
+# WinRE.  A separate initramfs (harness/guest/linux_ref.py, `recovery_initrd`) with no
+# sensor module in it, booted on the same kernel and data disk; see
+# vm-templates/linux/README.md.
+#
+# Disks: /dev/vda the data disk (mounted read-write at /data), /dev/vdb the recovery
+# medium (an ext4 image made by harness/guest/recovery.py, mounted read-only at /media)
+# holding recover.sh and bad-files.txt.
+#
+# Knobs, from /proc/cmdline:
+#   harness.role=recovery                set by ReferenceGuest.recovery_cmdline(); informative
+#   harness.recovery_timeout=N           seconds recover.sh may run (default 120)
+#
+# Markers (whole lines through the kernel log, like init.sh's):
+#   HARNESS-BOOT-START mode=recovery
+#   HARNESS-RECOVERY-START path=recovery-env
+#   recovery: <line>                     each line recover.sh prints (stdout and stderr)
+#   HARNESS-RECOVERY-DONE path=recovery-env rc=<exit code of recover.sh; 143|137 killed by the time bound>
+#   HARNESS-BOOT-ERROR reason=no-data-disk|mount-failed|data-disk-read-only|no-recovery-medium|
+#                             recovery-medium-mount-failed|no-recovery-script
+#   HARNESS-RECOVERY-POWEROFF            last line, on every path: the guest powers off
+# Nothing else runs: no sensor, no network, no shell.  PID 1 never exits (that would
+# panic the kernel); it ends in poweroff -f.
+
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+export HOME=/root
+umask 022
+set -f  # no globbing of /proc/cmdline words
+
+DISK=/dev/vda
+DATA=/data
+CONTENT=$DATA/content
+RECOVERY_DISK=/dev/vdb
+MEDIA=/media
+RECOVERY_TIMEOUT=120
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /run /tmp $DATA $MEDIA /root
+mount -t tmpfs -o mode=0755 tmpfs /run
+# Lines written to /dev/kmsg are not rate-limited (the default allows 10 per 5 s).
+echo on > /proc/sys/kernel/printk_devkmsg 2>/dev/null
+
+# say LINE: one console line through the kernel log, at notice level (shown with loglevel>=6).
+say() {
+    if [ -c /dev/kmsg ] && echo "<5>$*" > /dev/kmsg 2>/dev/null; then
+        return 0
+    fi
+    echo "$*" > /dev/console
+}
+
+# wait_for TEST ARG TRIES: poll every 50 ms until `test TEST ARG` holds, at most TRIES times.
+wait_for() {
+    n=0
+    while ! test "$1" "$2"; do
+        [ "$n" -ge "$3" ] && return 1
+        usleep 50000
+        n=$((n + 1))
+    done
+    return 0
+}
+
+read -r cmdline < /proc/cmdline
+for arg in $cmdline; do
+    case "$arg" in
+        harness.recovery_timeout=*) RECOVERY_TIMEOUT=${arg#*=} ;;
+    esac
+done
+
+say "HARNESS-BOOT-START mode=recovery"
+
+# Kernel modules, dependencies first (see init.sh).
+while read -r ko; do
+    [ -n "$ko" ] || continue
+    if ! out=$(insmod "$ko" 2>&1); then
+        case "$out" in
+            *"No such device"*|*"File exists"*) ;;
+            *) say "harness-init: ${ko##*/} not loaded: $out" ;;
+        esac
+    fi
+done < /etc/harness/modules
+
+# ---- recovery: begin (the same text in init.sh and recovery-init.sh; a test compares them)
+# run_recovery PATH: run $MEDIA/recover.sh (PATH: safe-mode|recovery-env), its output on the
+# console line by line, bounded by $RECOVERY_TIMEOUT seconds; then sync.  Sets recovery_rc.
+run_recovery() {
+    case "$RECOVERY_TIMEOUT" in
+        ''|*[!0-9]*|0) RECOVERY_TIMEOUT=120 ;;
+    esac
+    say "HARNESS-RECOVERY-START path=$1"
+    rm -f /run/recovery.rc
+    {
+        cd /
+        # Its own session and process group (pgid = its pid), so that whatever the script
+        # leaves running can be killed as a group.  timeout: TERM after the bound, KILL 5 s later.
+        HARNESS_CONTENT_DIR=$CONTENT HARNESS_BAD_FILES=$MEDIA/bad-files.txt \
+            HARNESS_RECOVERY_PATH=$1 \
+            setsid timeout -k 5 "$RECOVERY_TIMEOUT" sh "$MEDIA/recover.sh" < /dev/null 2>&1 &
+        rec_pid=$!
+        wait "$rec_pid"
+        echo "$?" > /run/recovery.rc
+        kill -KILL -"$rec_pid" 2>/dev/null
+    } 2>&1 | while IFS= read -r rec_line || [ -n "$rec_line" ]; do
+        # Whole lines through the kernel log; the script cannot forge a harness marker.
+        rec_line=${rec_line//HARNESS-/HARNESS_}
+        say "recovery: ${rec_line:0:900}"
+    done
+    recovery_rc=
+    read -r recovery_rc < /run/recovery.rc 2>/dev/null
+    # rc: the script's exit status; 143/137 when the time bound killed it; -1 unknown.
+    say "HARNESS-RECOVERY-DONE path=$1 rc=${recovery_rc:--1}"
+    sync
+}
+# ---- recovery: end
+
+# recover: data disk read-write, medium read-only, recover.sh.  Prints HARNESS-BOOT-ERROR
+# and returns 1 when a part is missing.
+recover() {
+    if ! wait_for -b "$DISK" 100; then
+        say "HARNESS-BOOT-ERROR reason=no-data-disk device=$DISK"
+        return 1
+    fi
+    # -w: never fall back to a read-only mount (busybox mount does on a write-protected disk).
+    if ! out=$(mount -w -t ext4 -o rw "$DISK" "$DATA" 2>&1); then
+        say "harness-init: mount $DISK: $out"
+        say "HARNESS-BOOT-ERROR reason=mount-failed device=$DISK"
+        return 1
+    fi
+    if ! grep -q "^$DISK $DATA ext4 rw[, ]" /proc/mounts; then
+        say "harness-init: $(grep " $DATA " /proc/mounts)"
+        say "HARNESS-BOOT-ERROR reason=data-disk-read-only device=$DISK"
+        return 1
+    fi
+    if ! wait_for -b "$RECOVERY_DISK" 100; then
+        say "HARNESS-BOOT-ERROR reason=no-recovery-medium device=$RECOVERY_DISK"
+        return 1
+    fi
+    if ! out=$(mount -t ext4 -o ro "$RECOVERY_DISK" "$MEDIA" 2>&1); then
+        say "harness-init: mount $RECOVERY_DISK: $out"
+        say "HARNESS-BOOT-ERROR reason=recovery-medium-mount-failed device=$RECOVERY_DISK"
+        return 1
+    fi
+    if [ ! -f "$MEDIA/recover.sh" ]; then
+        say "HARNESS-BOOT-ERROR reason=no-recovery-script device=$RECOVERY_DISK"
+        return 1
+    fi
+    run_recovery recovery-env
+    return 0
+}
+
+recover
+sync
+umount "$MEDIA" 2>/dev/null
+if grep -q " $DATA " /proc/mounts; then
+    if ! out=$(umount "$DATA" 2>&1); then
+        # Something still holds it: at least leave the file system consistent on disk.
+        say "harness-init: umount $DATA: $out"
+        mount -o remount,ro "$DATA" 2>/dev/null
+        sync
+    fi
+fi
+say "HARNESS-RECOVERY-POWEROFF"
+poweroff -f
+while :; do sleep 3600; done
