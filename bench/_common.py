@@ -50,6 +50,7 @@ GOOD = (CONTENT_FIXTURES / "good.sys").read_bytes()
 assert CRASH_NAME == "C-00000291-00000000-00000032.sys", CRASH_NAME
 
 PANIC = "Kernel panic - not syncing"
+SENSOR_CRASH_FUNCTION = "chf_match_criterion"  # where the vulnerable sensor faults on cf291-field21
 BANNER = "Linux version "
 BOOT_TIMEOUT_S = 120.0  # per boot (or boot loop); a slow host still ends
 HANG_TIMEOUT_S = 45.0
@@ -481,6 +482,7 @@ class HarnessRun:
     reason: str
     boots: int
     crashing_boots: int
+    crash_function: str | None  # where the first crash of the verdict happened
     total_s: float  # before Machine() -> wait_verdict() returned
     boot_call_s: float  # before Machine() -> boot() returned (the harness's bring-up)
     phases: dict[str, float]  # seconds in each wrapped call during boot(); close:* during close()
@@ -551,6 +553,7 @@ def run_harness(setup: Setup, cleanup: Cleanup, slot: str, content: dict[str, by
     return HarnessRun(
         verdict=verdict.verdict if verdict else "-", reason=verdict.reason if verdict else "",
         boots=verdict.boots if verdict else 0, crashing_boots=verdict.crashing_boots if verdict else 0,
+        crash_function=verdict.crash.function if verdict and verdict.crash else None,
         total_s=t_end - t0, boot_call_s=t_boot - t0, phases=dict(REC.phases),
         ctor_s=t_ctor - t0, install_s=t_inst - t_ctor,
         create_begin_s=marks.get("create_begin", t0) - t0, create_end_s=marks.get("create_end", t0) - t0,

@@ -99,6 +99,11 @@ def body(cleanup: c.Cleanup) -> int:
         r = c.run_raw(argv_c if two else argv_a, 2 if two else 1,
                       setup.root / f"raw-{'loop' if two else 'crash'}-{i + 1}" / "serial.log", cleanup)
         activity.check(label)
+        if c.SENSOR_CRASH_FUNCTION not in Path(r.log).read_text(errors="replace"):
+            problems.append(f"{r.log}: the guest panicked, but not in the sensor's "
+                            f"{c.SENSOR_CRASH_FUNCTION} (a broken guest?); sample left out")
+            c.say(f"run {i + 1}/{args.runs}: {label}: UNEXPECTED panic (not the sensor's); left out")
+            return
         (raw_c if two else raw_a).append(r)
         c.say(f"run {i + 1}/{args.runs}: {label}: {r.total_s:.3f} s")
 
@@ -111,9 +116,10 @@ def body(cleanup: c.Cleanup) -> int:
                               2 if two else 1, wait=True, verbose=args.verbose)
         activity.check(label)
         want = 2 if two else 1
-        if r.verdict != "boot-loop" or r.crashing_boots != want:
-            problems.append(f"{r.artifacts}: expected boot-loop after {want} crashing boot(s), got "
-                            f"{r.verdict} ({r.reason}); sample left out")
+        if r.verdict != "boot-loop" or r.crashing_boots != want or r.crash_function != c.SENSOR_CRASH_FUNCTION:
+            problems.append(f"{r.artifacts}: expected boot-loop after {want} crashing boot(s) in "
+                            f"{c.SENSOR_CRASH_FUNCTION}, got {r.verdict} ({r.reason}; crash in "
+                            f"{r.crash_function}); sample left out")
             c.say(f"run {i + 1}/{args.runs}: {label}: UNEXPECTED {r.verdict} ({r.reason}); left out")
             return
         (h_c if two else h_b).append(r)

@@ -52,7 +52,7 @@ from harness.guest.kernel import (
 from harness.paths import DRIVERS, DRIVERS_BUILD, REPO_ROOT
 
 # Bump when the layout of the image or of the cache changes: every cached guest is rebuilt.
-BUILDER_VERSION = "2"  # 2: the recovery environment's initramfs
+BUILDER_VERSION = "3"  # 2: the recovery initramfs; 3: lib.sh shared by both inits
 
 BASE_CMDLINE = ("console=ttyS0,115200", "loglevel=6", "panic=1", "oops=panic")
 SENSOR_BUILDS = ("vulnerable", "hardened")
@@ -75,6 +75,7 @@ RECOVERY_TIMEOUT = 120  # seconds the recovery script may run (knob harness.reco
 
 INIT_SCRIPT = REPO_ROOT / "vm-templates" / "linux" / "init.sh"
 RECOVERY_INIT_SCRIPT = REPO_ROOT / "vm-templates" / "linux" / "recovery-init.sh"
+INIT_LIB = REPO_ROOT / "vm-templates" / "linux" / "lib.sh"  # sourced by both inits
 LINUX_DRIVER_DIR = DRIVERS / "linux"
 SENSOR_SOURCES = (
     LINUX_DRIVER_DIR / "harness_sensor.c",
@@ -336,7 +337,7 @@ class _Inputs:
         """(role, host path) of every input whose content goes into the images."""
         out = [("kernel", self.kernel_image), ("busybox", self.busybox),
                ("dropbear", self.dropbear), ("init", self.init_script),
-               ("recovery-init", self.recovery_init_script)]
+               ("recovery-init", self.recovery_init_script), ("init-lib", INIT_LIB)]
         out += [(f"lib:{guest}", host) for guest, host in self.libraries]
         out += [(f"module:{m.guest_path}", m.host_path) for m in self.modules]
         out += [(f"recovery-module:{m.guest_path}", m.host_path) for m in self.recovery_modules]
@@ -656,6 +657,7 @@ def _base_archive(init_script: Path, busybox: Path, applets: tuple[str, ...],
         archive.mkdir(d, 0o700 if d == "root" else (0o1777 if d == "tmp" else 0o755))
     archive.chardev("dev/console", 5, 1)
     archive.file("init", init_script.read_bytes(), 0o755)
+    archive.file("etc/harness/lib.sh", INIT_LIB.read_bytes(), 0o644)
 
     # busybox and its applets (links made here: nothing to install at boot)
     archive.file("bin/busybox", busybox.read_bytes(), 0o755)

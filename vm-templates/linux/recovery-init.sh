@@ -43,24 +43,7 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 # Lines written to /dev/kmsg are not rate-limited (the default allows 10 per 5 s).
 echo on > /proc/sys/kernel/printk_devkmsg 2>/dev/null
 
-# say LINE: one console line through the kernel log, at notice level (shown with loglevel>=6).
-say() {
-    if [ -c /dev/kmsg ] && echo "<5>$*" > /dev/kmsg 2>/dev/null; then
-        return 0
-    fi
-    echo "$*" > /dev/console
-}
-
-# wait_for TEST ARG TRIES: poll every 50 ms until `test TEST ARG` holds, at most TRIES times.
-wait_for() {
-    n=0
-    while ! test "$1" "$2"; do
-        [ "$n" -ge "$3" ] && return 1
-        usleep 50000
-        n=$((n + 1))
-    done
-    return 0
-}
+. /etc/harness/lib.sh  # say, wait_for, load_modules, run_recovery
 
 read -r cmdline < /proc/cmdline
 for arg in $cmdline; do
@@ -71,49 +54,9 @@ done
 
 say "HARNESS-BOOT-START mode=recovery"
 
-# Kernel modules, dependencies first (see init.sh).
-while read -r ko; do
-    [ -n "$ko" ] || continue
-    if ! out=$(insmod "$ko" 2>&1); then
-        case "$out" in
-            *"No such device"*|*"File exists"*) ;;
-            *) say "harness-init: ${ko##*/} not loaded: $out" ;;
-        esac
-    fi
-done < /etc/harness/modules
+# Kernel modules, dependencies first.
+load_modules
 
-# ---- recovery: begin (the same text in init.sh and recovery-init.sh; a test compares them)
-# run_recovery PATH: run $MEDIA/recover.sh (PATH: safe-mode|recovery-env), its output on the
-# console line by line, bounded by $RECOVERY_TIMEOUT seconds; then sync.  Sets recovery_rc.
-run_recovery() {
-    case "$RECOVERY_TIMEOUT" in
-        ''|*[!0-9]*|0) RECOVERY_TIMEOUT=120 ;;
-    esac
-    say "HARNESS-RECOVERY-START path=$1"
-    rm -f /run/recovery.rc
-    {
-        cd /
-        # Its own session and process group (pgid = its pid), so that whatever the script
-        # leaves running can be killed as a group.  timeout: TERM after the bound, KILL 5 s later.
-        HARNESS_CONTENT_DIR=$CONTENT HARNESS_BAD_FILES=$MEDIA/bad-files.txt \
-            HARNESS_RECOVERY_PATH=$1 \
-            setsid timeout -k 5 "$RECOVERY_TIMEOUT" sh "$MEDIA/recover.sh" < /dev/null 2>&1 &
-        rec_pid=$!
-        wait "$rec_pid"
-        echo "$?" > /run/recovery.rc
-        kill -KILL -"$rec_pid" 2>/dev/null
-    } 2>&1 | while IFS= read -r rec_line || [ -n "$rec_line" ]; do
-        # Whole lines through the kernel log; the script cannot forge a harness marker.
-        rec_line=${rec_line//HARNESS-/HARNESS_}
-        say "recovery: ${rec_line:0:900}"
-    done
-    recovery_rc=
-    read -r recovery_rc < /run/recovery.rc 2>/dev/null
-    # rc: the script's exit status; 143/137 when the time bound killed it; -1 unknown.
-    say "HARNESS-RECOVERY-DONE path=$1 rc=${recovery_rc:--1}"
-    sync
-}
-# ---- recovery: end
 
 # recover: data disk read-write, medium read-only, recover.sh.  Prints HARNESS-BOOT-ERROR
 # and returns 1 when a part is missing.

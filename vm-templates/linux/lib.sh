@@ -1,0 +1,69 @@
+#!/bin/sh
+# /etc/harness/lib.sh: shell functions shared by the reference guest's two inits
+# (init.sh and recovery-init.sh), sourced by both.  Built into both initramfs images
+# by harness/guest/linux_ref.py.
+
+# say LINE: one console line through the kernel log, at notice level (shown with loglevel>=6).
+say() {
+    if [ -c /dev/kmsg ] && echo "<5>$*" > /dev/kmsg 2>/dev/null; then
+        return 0
+    fi
+    echo "$*" > /dev/console
+}
+
+# wait_for TEST ARG TRIES: poll every 50 ms until `test TEST ARG` holds, at most TRIES times.
+wait_for() {
+    n=0
+    while ! test "$1" "$2"; do
+        [ "$n" -ge "$3" ] && return 1
+        usleep 50000
+        n=$((n + 1))
+    done
+    return 0
+}
+
+# load_modules: the kernel modules, dependencies first (the list is made at build time
+# with modprobe --show-depends).  "No such device" (e.g. crc32c-intel on a CPU without
+# SSE4.2) and "File exists" are normal.
+load_modules() {
+    while read -r ko; do
+        [ -n "$ko" ] || continue
+        if ! out=$(insmod "$ko" 2>&1); then
+            case "$out" in
+                *"No such device"*|*"File exists"*) ;;
+                *) say "harness-init: ${ko##*/} not loaded: $out" ;;
+            esac
+        fi
+    done < /etc/harness/modules
+}
+
+# run_recovery PATH: run $MEDIA/recover.sh (PATH: safe-mode|recovery-env), its output on the
+# console line by line, bounded by $RECOVERY_TIMEOUT seconds; then sync.  Sets recovery_rc.
+run_recovery() {
+    case "$RECOVERY_TIMEOUT" in
+        ''|*[!0-9]*|0) RECOVERY_TIMEOUT=120 ;;
+    esac
+    say "HARNESS-RECOVERY-START path=$1"
+    rm -f /run/recovery.rc
+    {
+        cd /
+        # Its own session and process group (pgid = its pid), so that whatever the script
+        # leaves running can be killed as a group.  timeout: TERM after the bound, KILL 5 s later.
+        HARNESS_CONTENT_DIR=$CONTENT HARNESS_BAD_FILES=$MEDIA/bad-files.txt \
+            HARNESS_RECOVERY_PATH=$1 \
+            setsid timeout -k 5 "$RECOVERY_TIMEOUT" sh "$MEDIA/recover.sh" < /dev/null 2>&1 &
+        rec_pid=$!
+        wait "$rec_pid"
+        echo "$?" > /run/recovery.rc
+        kill -KILL -"$rec_pid" 2>/dev/null
+    } 2>&1 | while IFS= read -r rec_line || [ -n "$rec_line" ]; do
+        # Whole lines through the kernel log; the script cannot forge a harness marker.
+        rec_line=${rec_line//HARNESS-/HARNESS_}
+        say "recovery: ${rec_line:0:900}"
+    done
+    recovery_rc=
+    read -r recovery_rc < /run/recovery.rc 2>/dev/null
+    # rc: the script's exit status; 143/137 when the time bound killed it; -1 unknown.
+    say "HARNESS-RECOVERY-DONE path=$1 rc=${recovery_rc:--1}"
+    sync
+}
