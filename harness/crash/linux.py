@@ -252,6 +252,12 @@ class LinuxConsoleParser:
         """True while a report is open (the monitor should keep reading)."""
         return self._current is not None
 
+    @property
+    def panicked(self) -> bool:
+        """The open report has reached its `Kernel panic - not syncing` line: nothing the
+        guest prints after it can change the report (pvpanic stops the guest there)."""
+        return self._current is not None and self._current.panic
+
     def reports(self) -> list[CrashReport]:
         """Crash reports completed since the last `reports()` or `flush()`, oldest
         first.  Each report is handed out once, so a monitor that calls this after

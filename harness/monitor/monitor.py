@@ -143,9 +143,11 @@ class Monitor:
             if boot.crash_t is None:
                 boot.crash_t = t
             boot.crashed = boot.crashed_event = True
-            # The console may still be delivering the panic's last lines.
-            settle = t + self.event_settle_s
-            boot.report_deadline = min(boot.report_deadline or settle, settle)
+            if self.parser.panicked:  # the report is whole: pvpanic stopped the guest at its panic
+                self._finish_report(boot)
+            else:  # the console may still be delivering the panic's last lines
+                settle = t + self.event_settle_s
+                boot.report_deadline = min(boot.report_deadline or settle, settle)
         elif name.startswith("lifecycle:stopped"):
             self.stopped = name
 
