@@ -99,5 +99,8 @@ class CrashReport:
     parameters: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """Every field, as plain JSON types."""
-        return asdict(self)
+        """Every field, as plain JSON types, plus `stop_code_hex` ("0x50", upper-case digits as
+        in Microsoft's bug check reference; None when there is no STOP code, as on Linux)."""
+        data = asdict(self)
+        data["stop_code_hex"] = f"0x{self.stop_code:X}" if self.stop_code is not None else None
+        return data

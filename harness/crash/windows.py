@@ -442,6 +442,8 @@ class WindowsConsoleParser:
         if current.ems_record is not None:
             if self._feed_ems(current, text, lineno):
                 return
+            current = self._current
+            assert current is not None
         elif current.kd_waiting:
             current.kd_waiting = False
             plist = _PARAM_LINE_RE.match(text)
