@@ -29,7 +29,13 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.set_defaults(run=cmd_reproduce)
 
     p = groups.add_parser("triage", help="the crash report and verdict a saved serial log implies")
-    p.add_argument("log", type=Path)
+    p.add_argument("log", type=Path, nargs="?",
+                   help="the serial console log (a libvirt domain log here is read as --domain-log)")
+    p.add_argument("--domain-log", type=Path,
+                   help="libvirt's /var/log/libvirt/qemu/<domain>.log: Windows bugchecks from the Hyper-V "
+                        "crash MSRs, fused with the serial log's reports")
+    p.add_argument("--family", choices=("auto", "linux", "windows"), default="auto",
+                   help="guest family of the log (default: detected from the text)")
     p.add_argument("--boot-loop-threshold", type=int, default=2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_triage)
@@ -76,18 +82,26 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from .triage import triage_file
+    from .triage import triage_files
 
-    verdict = triage_file(args.log, args.boot_loop_threshold)
+    result = triage_files(args.log, args.domain_log, args.boot_loop_threshold, args.family)
+    verdict = result.verdict
     if args.json:
-        out: dict[str, Any] = {"log": str(args.log), **verdict.to_json()}
+        out: dict[str, Any] = {"log": str(result.log) if result.log else None}
+        if result.domain_log is not None or result.family != "linux":
+            out.update(domain_log=str(result.domain_log) if result.domain_log else None, family=result.family)
+        out.update(verdict.to_json())
         print(json.dumps(out))
     else:
         print(f"verdict:   {verdict.verdict} ({verdict.reason})")
         print(f"boots:     {verdict.boots} ({verdict.crashing_boots} crashing)")
         print(_crash_line(verdict))
-        if verdict.crash is not None and verdict.crash.ip:
-            print(f"ip:        {verdict.crash.ip}")
+        crash = verdict.crash
+        if crash is not None and crash.stop_code is not None:
+            params = f" ({', '.join(crash.parameters)})" if crash.parameters else ""
+            print(f"stop:      0x{crash.stop_code:X} {crash.stop_name or '(unknown code)'}{params}")
+        if crash is not None and crash.ip:
+            print(f"ip:        {crash.ip}")
     return 0
 
 

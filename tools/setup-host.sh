@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 #   busybox-static dropbear-bin cpio xz-utils e2fsprogs   the reference guest's
 #                                   initramfs, its SSH server and its data disk
 #   libxml2-utils                   xmllint, which virt-xml-validate runs
+#   ovmf swtpm swtpm-tools          UEFI firmware and TPM 2.0 for the Windows domains
 PACKAGES=(
   build-essential pkg-config
   clang libclang-rt-14-dev
@@ -29,6 +30,7 @@ PACKAGES=(
   libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 qemu-utils
   busybox-static dropbear-bin cpio xz-utils e2fsprogs
   libxml2-utils
+  ovmf swtpm swtpm-tools
 )
 
 say() { printf 'setup: %s\n' "$*"; }

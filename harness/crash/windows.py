@@ -417,6 +417,18 @@ class WindowsConsoleParser:
     def in_report(self) -> bool:
         return self._current is not None
 
+    @property
+    def panicked(self) -> bool:
+        """The open report holds a whole record of the bugcheck (a closed EMS record, the
+        debugger's line with its parameters, a STOP line, a Hyper-V panic) and no record
+        is half read.  The monitor then finishes the report at the crash event instead of
+        waiting for more console text: hv-crash and pvpanic stop the guest there.  (With
+        pvpanic's crash-loaded event the guest goes on writing its dump; STOP text it
+        prints after the record is then not in the report.)"""
+        current = self._current
+        return current is not None and current.ems_record is None and not current.kd_waiting \
+            and any(ev.complete for ev in current.evidence.values())
+
     def reports(self) -> list[CrashReport]:
         """Reports completed since the last `reports()` or `flush()`, oldest first."""
         done, self._reports = self._reports, []

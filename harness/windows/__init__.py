@@ -14,11 +14,12 @@ from .domain import (
     Cdrom,
     Edition,
     Firmware,
+    check_host,
     create_overlay,
     find_ovmf,
     find_swtpm,
     windows_domain_values,
 )
 
-__all__ = ["EDITIONS", "WINDOWS_TEMPLATE", "Cdrom", "Edition", "Firmware", "create_overlay", "find_ovmf",
-           "find_swtpm", "windows_domain_values"]
+__all__ = ["EDITIONS", "WINDOWS_TEMPLATE", "Cdrom", "Edition", "Firmware", "check_host", "create_overlay",
+           "find_ovmf", "find_swtpm", "windows_domain_values"]

@@ -102,6 +102,14 @@ def find_swtpm() -> Path:
     return Path(shutil.which("swtpm") or "swtpm")
 
 
+def check_host(tpm: bool) -> None:
+    """Raise InfraError naming the Debian package when this host cannot boot such a domain:
+    OVMF always, swtpm when the domain has a TPM. (Rendering needs neither.)"""
+    find_ovmf()
+    if tpm:
+        find_swtpm()
+
+
 def create_overlay(golden: Path, overlay: Path, golden_format: str | None = None) -> Path:
     """A qcow2 overlay over the golden image (which is never written): every test starts clean."""
     if not golden.is_file():
@@ -153,6 +161,7 @@ def windows_domain_values(
 ) -> dict[str, Any]:
     """Every value vm-templates/windows/domain.xml.j2 needs, checked; creates the machine's
     UEFI variable store in `artifacts` (a copy, kept if it exists unless `nvram_from`).
+    Before booting, check_host(values["tpm"]) tells whether this host has OVMF and swtpm.
 
     `domain_type` comes from harness.vm.accel.choose_domain_type(): `kvm` on a real host,
     `qemu` (TCG) here, where the template leaves out what TCG refuses. `network` "user"
@@ -189,8 +198,6 @@ def windows_domain_values(
         if cdrom.path is not None and not cdrom.path.is_file():
             raise ConfigError(f"{cdrom.path}: CD-ROM image not found")
     want_tpm = spec.tpm if tpm is None else tpm
-    if want_tpm:
-        find_swtpm()
     fw = firmware or find_ovmf()
     nvram = artifacts / NVRAM_NAME
     _prepare_nvram(nvram, fw, nvram_from)
