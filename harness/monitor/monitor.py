@@ -181,6 +181,10 @@ class Monitor:
 
     # --------------------------------------------------------------- verdict
 
+    def quiet_since(self) -> float:
+        """Since when nothing has been heard that counts for the hang timeout."""
+        return max(self.last_activity, self.window_t)
+
     def first_crash_t(self) -> float | None:
         """When this machine first crashed, over its whole life (not only the window)."""
         times = [b.crash_t for b in self.boots if b.crash_t is not None]
@@ -225,7 +229,7 @@ class Monitor:
             if not crashed:
                 return self._verdict("infra-error", f"the domain stopped without a crash ({self.stopped}): "
                                      "QEMU or libvirt failed", now)
-        if hang_timeout is not None and now - max(self.last_activity, self.window_t) >= hang_timeout:
+        if hang_timeout is not None and now - self.quiet_since() >= hang_timeout:
             return self._verdict("hang", f"no console output and no event for {hang_timeout:.0f} s", now)
         if final or (deadline is not None and now >= deadline):
             if crashed:
@@ -250,7 +254,7 @@ class Monitor:
                 return "done", f"script exited {boot.recovery_rc}, then the machine powered off"
             error = f" ({boot.error})" if boot is not None and boot.error else ""
             return "failed", f"the recovery environment stopped without running the script{error}"
-        if now - max(self.last_activity, self.window_t) >= hang_timeout:
+        if now - self.quiet_since() >= hang_timeout:
             return "hang", f"no console output and no event for {hang_timeout:.0f} s"
         if now >= deadline:
             return "hang", "the recovery environment did not power off by the deadline"

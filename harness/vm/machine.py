@@ -89,7 +89,6 @@ class Machine:
         self.verdicts: list[Verdict] = []  # every verdict of this machine's life, in order
         self._ssh: SshSession | None = None
         self._boots_started = 0
-        self._keep_files = False
 
     # ------------------------------------------------------------- helpers
 
@@ -184,12 +183,17 @@ class Machine:
                              f"(domain XML: {self.artifacts / 'domain.xml'})") from None
         self.dom = dom
         self.mode = mode
-        self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
-        self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer)
-        with self.cond:
-            self.monitor.start_window(self.now(), new_boot=True)
-        self.events.record("harness:start", {"mode": mode, "domain": self.name})
-        dom.resume()
+        try:
+            self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
+            self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer)
+            with self.cond:
+                self.monitor.start_window(self.now(), new_boot=True)
+            self.events.record("harness:start", {"mode": mode, "domain": self.name})
+            dom.resume()
+        except libvirt.libvirtError as exc:
+            self.destroy()  # never leave a paused domain behind
+            raise InfraError(f"starting {self.name} failed: {exc.get_error_message()} "
+                             f"(artifacts: {self.artifacts})") from None
 
     def wait_verdict(self, timeout: float | None = None, hang_timeout: float | None = None) -> Verdict:
         """Block until the monitor names an outcome (or the timeouts pass); record it."""
@@ -202,7 +206,7 @@ class Machine:
                 verdict = self.monitor.decide(now, hang_timeout=hang, deadline=deadline)
                 if verdict is not None:
                     break
-                pending = [deadline, self.monitor.last_activity + hang]
+                pending = [deadline, self.monitor.quiet_since() + hang]
                 boot = self.monitor.boots[-1] if self.monitor.boots else None
                 if boot and boot.report_deadline and not boot.report_done:
                     pending.append(boot.report_deadline)
@@ -240,7 +244,7 @@ class Machine:
         with self.cond:
             deadline = self.now() + limit
             while (outcome := self.monitor.decide_recovery_env(self.now(), hang, deadline)) is None:
-                self.cond.wait(max(0.01, min(deadline, self.monitor.last_activity + hang) - self.now()))
+                self.cond.wait(max(0.01, min(deadline, self.monitor.quiet_since() + hang) - self.now()))
         if self.events:
             self.events.record("harness:recovery-env", {"outcome": outcome[0], "reason": outcome[1]})
         return outcome
@@ -327,10 +331,6 @@ class Machine:
             self.conn = None
         if not keep:
             self.disk.unlink(missing_ok=True)
-
-    def repro_command(self, content_file: str | None = None) -> str:
-        target = content_file or "<content file>"
-        return (f"harness reproduce {target} --profile {self.profile.name} --sensor {self.sensor}")
 
     def serial_tail(self, chars: int = 3000) -> str:
         return self.buffer.tail(chars)
