@@ -37,6 +37,13 @@ What the host reads (design notes, shared/design/windows-notes.md sections 2-3):
   <reason>`, `HARNESS-RECOVERY-DONE path=<p> rc=<n>` and `recovery: ...` lines of
   a recovery script (WinPE's script writes them to COM1 with `echo ... > COM1`,
   windows-notes.md section 5).  None of these has run on a Windows VM yet.
+  vm-templates/windows/setup/boot-marker.ps1 (being written when this was) prints
+  `HARNESS-SENSOR-LOADED build=... loaded=? rejected=? source=fltmc`,
+  `HARNESS-SENSOR-SKIPPED ...`, `HARNESS-BOOT-COMPLETE` and `HARNESS-SSH-READY` to
+  COM2; these patterns match those lines.  It does not relay the `harness_sensor:`
+  lines, so "content-rejected" cannot be seen on Windows until something does.
+  The SAC banner and the bugcheck arrive on COM1, the markers on COM2: a monitor or
+  `harness triage` must be given both streams.
 
 Every `ConsoleMarkers` field is a pattern that can match; none is a never-match
 placeholder.  The ones that only match if the assumed startup task exists are
