@@ -38,6 +38,7 @@ fuzz: setup
 bench: setup
 	$(PYTHON) bench/vm_verdict.py
 	$(PYTHON) bench/vm_reset.py
+	$(PYTHON) bench/recovery.py
 
 fixtures: setup
 	$(PYTHON) -m harness.cli content fixtures

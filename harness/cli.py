@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from . import machine_cli
+from . import image_cli, machine_cli
 from .content import cli as content_cli
 from .content.format import ContentFormatError
 from .errors import HarnessError
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     content_cli.register(groups)
     machine_cli.register(groups)
+    image_cli.register(groups)
     return parser
 
 

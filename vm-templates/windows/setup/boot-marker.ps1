@@ -1,0 +1,49 @@
+# boot-marker.ps1: the startup task (HarnessBootMarker, SYSTEM, at every boot).
+#
+# Writes to COM2 (and C:\harness\boot.log), in this order:
+#   HARNESS-SENSOR-LOADED build=<build> files=<F> loaded=? rejected=? source=fltmc
+#       when `fltmc filters` lists harnessflt; F counts C-00000291-*.sys in
+#       %SystemRoot%\System32\drivers\HarnessSensor. Which files the driver
+#       loaded or rejected is NOT known here: its DbgPrintEx lines reach only a
+#       kernel debugger, hence "?" (never a number);
+#   HARNESS-SENSOR-SKIPPED build=<build> files=<F> source=fltmc
+#       when harnessflt is not loaded (e.g. Safe Mode, if this task runs there);
+#   HARNESS-BOOT-COMPLETE
+#   HARNESS-SSH-READY            once the sshd service runs (waits up to 120 s)
+# During the golden-image build only (C:\harness\verify-pending exists, left by
+# setup.ps1): the sensor must be loaded, then HARNESS-IMAGE-READY and a shutdown;
+# otherwise HARNESS-SETUP-ERROR verify: ... and the machine stays up.
+
+. (Join-Path $PSScriptRoot 'lib.ps1')
+
+function Write-Boot([string]$Line) { Write-HarnessLine -Line $Line -LogName 'boot.log' }
+
+$state = Get-SensorState
+if ($state.Loaded) {
+    Write-Boot "HARNESS-SENSOR-LOADED build=$($state.Build) files=$($state.Files) loaded=? rejected=? source=fltmc"
+} else {
+    Write-Boot "HARNESS-SENSOR-SKIPPED build=$($state.Build) files=$($state.Files) source=fltmc"
+}
+Write-Boot 'HARNESS-BOOT-COMPLETE'
+
+$deadline = (Get-Date).AddSeconds(120)
+while ((Get-Date) -lt $deadline) {
+    $sshd = Get-Service -Name sshd -ErrorAction SilentlyContinue
+    if ($null -ne $sshd -and $sshd.Status -eq 'Running') {
+        Write-Boot 'HARNESS-SSH-READY'
+        break
+    }
+    Start-Sleep -Seconds 2
+}
+
+$pending = Join-Path $HarnessDir 'verify-pending'
+if (Test-Path -LiteralPath $pending) {
+    if (-not $state.Loaded) {
+        Write-HarnessLine -Line 'HARNESS-SETUP-ERROR verify: harnessflt is not in fltmc filters after the reboot (test signing off, Secure Boot on, or the driver failed to load: see System event log)'
+        exit 1
+    }
+    Remove-Item -LiteralPath $pending -Force
+    Write-HarnessLine -Line 'HARNESS-SETUP verify ok: harnessflt loaded at boot'
+    Write-HarnessLine -Line 'HARNESS-IMAGE-READY'
+    Stop-Computer -Force
+}

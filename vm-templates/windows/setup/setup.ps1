@@ -1,0 +1,153 @@
+# setup.ps1: the golden image's first-logon setup (FirstLogonCommands, as the
+# local administrator the answer file creates). Run from the answer medium:
+#   powershell.exe -NoProfile -ExecutionPolicy Bypass -File <medium>\harness\setup.ps1 -Medium <medium>
+#
+# Each step logs "HARNESS-SETUP step <name>" and "... ok" to C:\harness\setup.log
+# and COM2; the first error stops the setup with
+#   HARNESS-SETUP-ERROR <step>: <message>
+# on COM2 (the host fails the build at once). At the end the machine reboots
+# once: the startup task (boot-marker.ps1) checks that the sensor loaded with
+# test signing on, writes HARNESS-IMAGE-READY and shuts the machine down.
+# References: shared design notes windows-notes.md sections 2.1 (EMS), 2.5 and 3
+# (CrashControl), 5 (WinRE, Fast Startup), 6.2-6.3 (sensor, test signing), 7 (OpenSSH);
+# drivers/windows/README.md "Installing on a test VM", route B (sc.exe + reg.exe).
+
+param([Parameter(Mandatory = $true)][string]$Medium)
+
+$ErrorActionPreference = 'Stop'
+. (Join-Path $PSScriptRoot 'lib.ps1')
+
+$Source = Join-Path $Medium 'harness'
+$Config = Get-Content -LiteralPath (Join-Path $Source 'image.json') -Raw | ConvertFrom-Json
+Write-SetupLog "start edition=$($Config.edition) sensor=$($Config.sensor_build) medium=$Medium"
+
+Invoke-Step 'copy' {
+    New-Item -ItemType Directory -Path $HarnessDir -Force | Out-Null
+    Copy-Item -Path (Join-Path $Source '*') -Destination $HarnessDir -Recurse -Force
+    Set-Content -LiteralPath (Join-Path $HarnessDir 'sensor-build.txt') -Value $Config.sensor_build -Encoding ASCII
+}
+
+# EMS/SAC on COM1 at 115200 (QEMU has no ACPI SPCR table: give the port), boot
+# manager output too. windows-notes 2.1.
+Invoke-Step 'ems' {
+    Invoke-Native 'bcdedit.exe' @('/ems', '{current}', 'on') | Out-Null
+    Invoke-Native 'bcdedit.exe' @('/emssettings', 'EMSPORT:1', 'EMSBAUDRATE:115200') | Out-Null
+    Invoke-Native 'bcdedit.exe' @('/bootems', '{bootmgr}', 'on') | Out-Null
+}
+
+# Test-signed boot-start drivers load only with TESTSIGNING on and Secure Boot off
+# (the domain's OVMF has Secure Boot off). windows-notes 6.3.
+Invoke-Step 'testsigning' {
+    Invoke-Native 'bcdedit.exe' @('/set', 'testsigning', 'on') | Out-Null
+}
+
+Invoke-Step 'certificate' {
+    $cer = Join-Path $HarnessDir 'harness-test-signing.cer'
+    Import-Certificate -FilePath $cer -CertStoreLocation 'Cert:\LocalMachine\Root' | Out-Null
+    Import-Certificate -FilePath $cer -CertStoreLocation 'Cert:\LocalMachine\TrustedPublisher' | Out-Null
+}
+
+# CrashControl (windows-notes 2.5, 3): restart after a bugcheck (the boot loop the
+# harness counts), a kernel memory dump kept even when disk space is low, a dump
+# on NMI (virsh inject-nmi), no emoticon on the stop screen.
+Invoke-Step 'crashcontrol' {
+    $key = 'HKLM:\SYSTEM\CurrentControlSet\Control\CrashControl'
+    Set-ItemProperty -Path $key -Name AutoReboot -Type DWord -Value 1
+    Set-ItemProperty -Path $key -Name CrashDumpEnabled -Type DWord -Value 2
+    Set-ItemProperty -Path $key -Name AlwaysKeepMemoryDump -Type DWord -Value 1
+    Set-ItemProperty -Path $key -Name NMICrashDump -Type DWord -Value 1
+    Set-ItemProperty -Path $key -Name DisableEmoticon -Type DWord -Value 1
+}
+
+Invoke-Step 'winre' {
+    $info = & reagentc.exe /info 2>&1 | Out-String
+    if ($info -notmatch 'Enabled') {
+        Invoke-Native 'reagentc.exe' @('/enable') | Out-Null
+    }
+}
+
+# No Fast Startup, no hibernation file: ntfs-3g/libguestfs refuse to write a
+# hibernated volume (windows-notes 5).
+Invoke-Step 'faststartup' {
+    Set-ItemProperty -Path 'HKLM:\SYSTEM\CurrentControlSet\Control\Session Manager\Power' -Name HiberbootEnabled -Type DWord -Value 0
+    Invoke-Native 'powercfg.exe' @('/h', 'off') | Out-Null
+}
+
+# OpenSSH Server (a Feature on Demand: Windows Update must be reachable), key-only
+# login for the administrator: administrators_authorized_keys with the ACL
+# Microsoft documents (Administrators and SYSTEM, full control, no inheritance).
+Invoke-Step 'openssh' {
+    $cap = Get-WindowsCapability -Online -Name 'OpenSSH.Server*' | Select-Object -First 1
+    if ($null -eq $cap) { throw 'no OpenSSH.Server capability on this Windows' }
+    if ($cap.State -ne 'Installed') {
+        Add-WindowsCapability -Online -Name $cap.Name | Out-Null
+    }
+    Set-Service -Name sshd -StartupType Automatic
+    Start-Service -Name sshd
+    $keys = Join-Path $env:ProgramData 'ssh\administrators_authorized_keys'
+    Copy-Item -LiteralPath (Join-Path $HarnessDir 'administrators_authorized_keys') -Destination $keys -Force
+    Invoke-Native 'icacls.exe' @($keys, '/inheritance:r', '/grant', '*S-1-5-32-544:F', '/grant', '*S-1-5-18:F') | Out-Null
+    if (-not (Get-NetFirewallRule -Name 'OpenSSH-Server-In-TCP' -ErrorAction SilentlyContinue)) {
+        New-NetFirewallRule -Name 'OpenSSH-Server-In-TCP' -DisplayName 'OpenSSH Server (sshd)' -Enabled True -Direction Inbound -Protocol TCP -Action Allow -LocalPort 22 | Out-Null
+    }
+}
+
+# virtio-win guest tools (QEMU guest agent, pvpanic, fwcfg for win-dmp dumps), when
+# the virtio-win ISO carries the installer.
+Invoke-Step 'guest-tools' {
+    $installer = $null
+    foreach ($drive in [System.IO.DriveInfo]::GetDrives()) {
+        $candidate = Join-Path $drive.Name 'virtio-win-guest-tools.exe'
+        if (Test-Path -LiteralPath $candidate) { $installer = $candidate; break }
+    }
+    if ($null -eq $installer) {
+        Write-SetupLog 'guest-tools: virtio-win-guest-tools.exe not found on any drive, skipped'
+    } else {
+        $proc = Start-Process -FilePath $installer -ArgumentList '/install', '/norestart', '/quiet' -Wait -PassThru
+        if ($proc.ExitCode -ne 0 -and $proc.ExitCode -ne 3010) { throw "$installer exited with $($proc.ExitCode)" }
+    }
+}
+
+# The sample sensor as a boot-start minifilter, drivers/windows/README.md route B
+# (no catalog needed): the service, the instance values under the service key
+# (Windows 10, Windows 11 before 24H2) and under Parameters (24H2+), and the
+# content directory. It loads at the next boot (test signing is active then).
+Invoke-Step 'sensor' {
+    $drivers = Join-Path $env:SystemRoot 'System32\drivers'
+    Copy-Item -LiteralPath (Join-Path $HarnessDir 'harnessflt.sys') -Destination (Join-Path $drivers 'harnessflt.sys') -Force
+    New-Item -ItemType Directory -Path (Join-Path $drivers 'HarnessSensor') -Force | Out-Null
+    Invoke-Native 'sc.exe' @('create', 'harnessflt', 'type=', 'filesys', 'start=', 'boot', 'error=', 'normal',
+        'group=', 'FSFilter Activity Monitor', 'depend=', 'FltMgr',
+        'binPath=', '\SystemRoot\System32\drivers\harnessflt.sys') | Out-Null
+    $service = 'HKLM\SYSTEM\CurrentControlSet\Services\harnessflt'
+    foreach ($base in @("$service\Instances", "$service\Parameters\Instances")) {
+        Invoke-Native 'reg.exe' @('add', $base, '/v', 'DefaultInstance', '/t', 'REG_SZ', '/d', 'HarnessFlt Instance', '/f') | Out-Null
+        Invoke-Native 'reg.exe' @('add', "$base\HarnessFlt Instance", '/v', 'Altitude', '/t', 'REG_SZ', '/d', '385291', '/f') | Out-Null
+        Invoke-Native 'reg.exe' @('add', "$base\HarnessFlt Instance", '/v', 'Flags', '/t', 'REG_DWORD', '/d', '0', '/f') | Out-Null
+    }
+}
+
+Invoke-Step 'boot-task' {
+    $action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument "-NoProfile -ExecutionPolicy Bypass -File $HarnessDir\boot-marker.ps1"
+    $trigger = New-ScheduledTaskTrigger -AtStartup
+    $principal = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest
+    $settings = New-ScheduledTaskSettingsSet -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -ExecutionTimeLimit (New-TimeSpan -Minutes 10)
+    Register-ScheduledTask -TaskName 'HarnessBootMarker' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Force | Out-Null
+}
+
+# No password left behind: Setup masks it in its cached answer file, and the
+# one automatic logon is over.
+Invoke-Step 'cleanup' {
+    foreach ($file in @("$env:SystemRoot\Panther\unattend.xml", "$env:SystemRoot\Panther\Unattend\unattend.xml")) {
+        if (Test-Path -LiteralPath $file) { Remove-Item -LiteralPath $file -Force }
+    }
+    $winlogon = 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon'
+    Set-ItemProperty -Path $winlogon -Name AutoAdminLogon -Value '0'
+    Remove-ItemProperty -Path $winlogon -Name DefaultPassword -ErrorAction SilentlyContinue
+}
+
+Invoke-Step 'reboot' {
+    New-Item -ItemType File -Path (Join-Path $HarnessDir 'verify-pending') -Force | Out-Null
+    Write-SetupLog 'done: rebooting once to verify the sensor loads (then HARNESS-IMAGE-READY)'
+    Restart-Computer -Force
+}
