@@ -46,6 +46,14 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--force", action="store_true")
     p.set_defaults(run=cmd_guest_build)
 
+    p = groups.add_parser("clean", help="destroy leaked VMs of killed runs and remove their disk images")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--profile")
+    p.add_argument("--artifacts", type=Path, help="artifacts root to scan for leftover disk images "
+                   "(default ./artifacts)")
+    p.add_argument("--force", action="store_true", help="also destroy domains whose owner process still runs")
+    p.set_defaults(run=cmd_clean)
+
     p = groups.add_parser("doctor", help="check this host and print the fix for each problem")
     p.add_argument("--config", type=Path)
     p.add_argument("--profile")
@@ -110,6 +118,19 @@ def cmd_guest_build(args: argparse.Namespace) -> int:
 
     guest = build_reference_guest(force=args.force, progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"kernel {guest.kernel}\ninitrd {guest.initrd}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from .artifacts import default_root
+    from .sweep import sweep
+
+    profile = select_profile(args.config, args.profile)
+    result = sweep(profile.uri, profile.name_prefix, args.artifacts or default_root(), force=args.force,
+                   progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"destroyed {len(result.destroyed)} domain(s), removed {len(result.removed_files)} disk image(s)"
+          + (f"; left {len(result.in_use)} in use by running processes: {', '.join(result.in_use)}"
+             if result.in_use else ""))
     return 0
 
 

@@ -112,7 +112,9 @@ def _require_vm_host(profile: Profile) -> None:
 def reference_guest(harness_profile: Profile) -> ReferenceGuest:
     _require_vm_host(harness_profile)
     from .guest.linux_ref import build_reference_guest
+    from .sweep import sweep
 
+    sweep(harness_profile.uri, harness_profile.name_prefix)  # domains leaked by killed runs
     return build_reference_guest(progress=lambda _msg: None)
 
 
