@@ -24,10 +24,12 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import filelock
 import pytest
 
 from .artifacts import default_root, new_run_id, test_dir, write_atomic
 from .config import Profile, select_profile
+from .paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from .guest.linux_ref import ReferenceGuest
@@ -60,8 +62,37 @@ def pytest_configure(config: pytest.Config) -> None:
         "vm: boots real VMs through libvirt (skipped without libvirt/QEMU, except under CI=true)",
     ):
         config.addinivalue_line("markers", line)
-    config.stash[_RUN_ID] = os.environ.get("HARNESS_RUN_ID") or new_run_id()
+    # One run id for the whole session: xdist workers take the controller's.
+    worker_input = getattr(config, "workerinput", None)
+    config.stash[_RUN_ID] = (worker_input or {}).get("harness_run_id") or os.environ.get("HARNESS_RUN_ID") \
+        or new_run_id()
     config.stash[_CRASHES] = []
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "harness-xdist")
+
+
+class _XdistHooks:
+    """pytest-xdist: one VM per worker, the run id shared, `-n auto` sized by cores and memory."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["harness_run_id"] = node.config.stash[_RUN_ID]
+
+    def pytest_xdist_auto_num_workers(self, config: pytest.Config) -> int:
+        return auto_workers(select_profile(config.getoption("harness_config"),
+                                           config.getoption("harness_profile")).memory_mib)
+
+
+def auto_workers(vm_memory_mib: int) -> int:
+    """As many workers as cores, but never more VMs than half the free memory holds
+    (QEMU's own footprint is about as large as a small guest's RAM)."""
+    cores = os.cpu_count() or 1
+    try:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        available_mib = int(meminfo["MemAvailable"].split()[0]) // 1024
+    except (OSError, KeyError, ValueError):
+        return cores
+    per_vm = 2 * vm_memory_mib + 256
+    return max(1, min(cores, available_mib // per_vm))
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +146,10 @@ def reference_guest(harness_profile: Profile) -> ReferenceGuest:
     from .sweep import sweep
 
     sweep(harness_profile.uri, harness_profile.name_prefix)  # domains leaked by killed runs
-    return build_reference_guest(progress=lambda _msg: None)
+    # Built once: xdist workers wait for the first one's build, then find it cached.
+    (REPO_ROOT / "build").mkdir(exist_ok=True)
+    with filelock.FileLock(str(REPO_ROOT / "build" / ".guest-build.lock"), timeout=600):
+        return build_reference_guest(progress=lambda _msg: None)
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ fi
 # reinstalled when pyproject.toml changed or `harness` resolves to another checkout.
 PY=${PYTHON:-python3}
 stamp=".setup-python.stamp"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import harness, yaml, jinja2, pefile, libvirt, paramiko, filelock, pycdlib, os, sys; sys.exit(not harness.__file__.startswith(os.getcwd() + '/'))" 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import harness, yaml, jinja2, pefile, libvirt, paramiko, filelock, pycdlib, xdist, os, sys; sys.exit(not harness.__file__.startswith(os.getcwd() + '/'))" 2>/dev/null; then
   say "installing the harness Python package with $("$PY" --version 2>&1) ($PY -m pip install -e '.[test]')"
   "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
   touch "$stamp"
