@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,10 @@ import pytest
 from harness.content.faults import fault
 from harness.content.format import file_name
 from harness.paths import CONTENT_FIXTURES
+from harness.vm.connection import open_connection
 from harness.vm.machine import Machine
+
+from .conftest import REPO
 
 pytestmark = pytest.mark.vm
 
@@ -112,3 +117,29 @@ def test_qemu_killed_from_outside_is_an_infrastructure_error(vm: Machine) -> Non
     verdict = vm.wait_verdict(timeout=60)
     assert verdict.verdict == "infra-error", verdict.one_line()
     assert verdict.crash is None
+
+
+def test_libvirtd_restarted_under_a_test_is_an_infrastructure_error_never_a_crash(vm: Machine) -> None:
+    vm.install_content({GOOD_NAME: GOOD})
+    vm.boot()
+    vm.expect(r"Linux version", timeout=60)
+    pid = int(Path("/run/libvirtd.pid").read_text())
+    os.kill(pid, signal.SIGTERM)  # libvirtd only: virtlogd keeps writing the serial log
+    _wait_gone(pid, timeout=30)
+    subprocess.run(["bash", str(REPO / "tools" / "libvirtd.sh"), "start"], check=True, timeout=120)
+    verdict = vm.wait_verdict(timeout=60)
+    assert verdict.verdict == "infra-error", verdict.one_line()
+    assert "lost libvirt" in verdict.reason and verdict.crash is None
+    vm.close()  # the domain outlived our connection: teardown finds it on a new one
+    with open_connection("qemu:///system") as conn:
+        assert vm.name not in [d.name() for d in conn.listAllDomains()]
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait until process `pid` (not our child) has exited: its pidfd becomes readable."""
+    fd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"process {pid} still running after {timeout} s"
+    finally:
+        os.close(fd)

@@ -315,9 +315,24 @@ class Machine:
             try:
                 self.dom.destroy()
             except libvirt.libvirtError:
-                pass  # already gone
+                self._destroy_after_reconnect()
             self.dom = None
         self.mode = "off"
+
+    def _destroy_after_reconnect(self) -> None:
+        """The domain could not be destroyed: gone already, or our connection died with a
+        restarted libvirtd while QEMU kept running. Look it up on a new connection."""
+        try:
+            conn = open_connection(self.profile.uri)
+        except InfraError:
+            self.progress(f"{self.name}: libvirt unreachable; harness clean removes the domain later")
+            return
+        try:
+            conn.lookupByName(self.name).destroy()
+        except libvirt.libvirtError:
+            pass  # really gone
+        finally:
+            conn.close()
 
     def close(self, keep: bool = False) -> None:
         """Destroy the domain and remove the per-test disk unless `keep`."""
