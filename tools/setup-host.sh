@@ -57,6 +57,12 @@ if [ "${SETUP_SKIP_APT:-0}" != 1 ]; then
   fi
 fi
 
+# swtpm's local CA (the Windows 11 domains' TPM): libvirt runs swtpm_localca as user tss,
+# and files a run as root left behind (root-owned lock, serial) make it fail.
+if [ -d /var/lib/swtpm-localca ] && id tss >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  chown -R tss:root /var/lib/swtpm-localca
+fi
+
 # The Python package, editable, into the active Python (a venv if one is active),
 # reinstalled when pyproject.toml changed or `harness` resolves to another checkout.
 PY=${PYTHON:-python3}
