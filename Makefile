@@ -39,6 +39,7 @@ bench: setup
 	$(PYTHON) bench/vm_verdict.py
 	$(PYTHON) bench/vm_reset.py
 	$(PYTHON) bench/recovery.py
+	$(PYTHON) bench/throughput.py
 
 fixtures: setup
 	$(PYTHON) -m harness.cli content fixtures
