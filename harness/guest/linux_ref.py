@@ -52,7 +52,7 @@ from harness.guest.kernel import (
 from harness.paths import DRIVERS, DRIVERS_BUILD, REPO_ROOT
 
 # Bump when the layout of the image or of the cache changes: every cached guest is rebuilt.
-BUILDER_VERSION = "3"  # 2: the recovery initramfs; 3: lib.sh shared by both inits
+BUILDER_VERSION = "4"  # 2: the recovery initramfs; 3: lib.sh shared by both inits; 4: mounts in lib.sh
 
 BASE_CMDLINE = ("console=ttyS0,115200", "loglevel=6", "panic=1", "oops=panic")
 SENSOR_BUILDS = ("vulnerable", "hardened")

@@ -32,32 +32,16 @@
 #   HARNESS-HALT
 # This script never exits: PID 1 exiting panics the kernel.
 
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-export HOME=/root
-umask 022
-set -f  # no globbing of /proc/cmdline words
+. /etc/harness/lib.sh  # environment, disk names, mount_basics, say, wait_for, load_modules, run_recovery
 
-DISK=/dev/vda
-DATA=/data
-CONTENT=$DATA/content
-RECOVERY_DISK=/dev/vdb
-MEDIA=/media
-RECOVERY_TIMEOUT=120
 SENSOR_DIR=/lib/harness/sensor
 HOST_KEY=/etc/dropbear/dropbear_ed25519_host_key
 GUEST_ADDR=10.0.2.15/24
 GATEWAY=10.0.2.2
 
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /run /tmp $DATA /root
+mount_basics
+mkdir -p /dev/pts
 mount -t devpts -o gid=5,mode=0620 devpts /dev/pts
-mount -t tmpfs -o mode=0755 tmpfs /run
-# Lines written to /dev/kmsg are not rate-limited (the default allows 10 per 5 s).
-echo on > /proc/sys/kernel/printk_devkmsg 2>/dev/null
-
-. /etc/harness/lib.sh  # say, wait_for, load_modules, run_recovery
 
 sensor=vulnerable
 safemode=0

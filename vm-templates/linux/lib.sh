@@ -3,6 +3,29 @@
 # (init.sh and recovery-init.sh), sourced by both.  Built into both initramfs images
 # by harness/guest/linux_ref.py.
 
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+export HOME=/root
+umask 022
+set -f  # no globbing of /proc/cmdline words
+
+DISK=/dev/vda
+DATA=/data
+CONTENT=$DATA/content
+RECOVERY_DISK=/dev/vdb
+MEDIA=/media
+RECOVERY_TIMEOUT=120
+
+# mount_basics: proc, sys, devtmpfs, a tmpfs /run, the mount points, and unthrottled /dev/kmsg.
+mount_basics() {
+    mount -t proc proc /proc
+    mount -t sysfs sysfs /sys
+    mount -t devtmpfs devtmpfs /dev
+    mkdir -p /run /tmp "$DATA" "$MEDIA" /root
+    mount -t tmpfs -o mode=0755 tmpfs /run
+    # Lines written to /dev/kmsg are not rate-limited (the default allows 10 per 5 s).
+    echo on > /proc/sys/kernel/printk_devkmsg 2>/dev/null
+}
+
 # say LINE: one console line through the kernel log, at notice level (shown with loglevel>=6).
 say() {
     if [ -c /dev/kmsg ] && echo "<5>$*" > /dev/kmsg 2>/dev/null; then

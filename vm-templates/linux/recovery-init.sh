@@ -23,27 +23,9 @@
 # Nothing else runs: no sensor, no network, no shell.  PID 1 never exits (that would
 # panic the kernel); it ends in poweroff -f.
 
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-export HOME=/root
-umask 022
-set -f  # no globbing of /proc/cmdline words
+. /etc/harness/lib.sh  # environment, disk names, mount_basics, say, wait_for, load_modules, run_recovery
 
-DISK=/dev/vda
-DATA=/data
-CONTENT=$DATA/content
-RECOVERY_DISK=/dev/vdb
-MEDIA=/media
-RECOVERY_TIMEOUT=120
-
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /run /tmp $DATA $MEDIA /root
-mount -t tmpfs -o mode=0755 tmpfs /run
-# Lines written to /dev/kmsg are not rate-limited (the default allows 10 per 5 s).
-echo on > /proc/sys/kernel/printk_devkmsg 2>/dev/null
-
-. /etc/harness/lib.sh  # say, wait_for, load_modules, run_recovery
+mount_basics
 
 read -r cmdline < /proc/cmdline
 for arg in $cmdline; do
