@@ -10,6 +10,16 @@ key and what is allowed.
         sensor: hardened
       slow-host:
         timeouts: {boot: 300, hang: 60}
+      two-hosts:                      # workers spread across these libvirt URIs
+        uris: [qemu:///system, qemu+ssh://root@kvm2/system]
+      win11:
+        family: windows
+        edition: win11
+        image: build/images/windows-win11-vulnerable.qcow2   # from `harness image build windows`
+        memory_mib: 4096
+        vcpus: 2
+        network: user
+        timeouts: {boot: 900, hang: 300}
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ class Profile:
     name: str = DEFAULT_PROFILE
     family: str = "linux"
     uri: str = "qemu:///system"
+    uris: tuple[str, ...] = ()  # several libvirt hosts: xdist workers are spread across them (uri is ignored)
     accel: str = "auto"  # auto | kvm | tcg
     memory_mib: int = 256
     vcpus: int = 1
@@ -49,14 +60,25 @@ class Profile:
     domain_template: str = "linux/domain.xml.j2"
     safe_mode_script: str = ""  # recovery script run in safe mode ("" = the shipped sample)
     recovery_env_script: str = ""  # recovery script run in the recovery environment
+    edition: str = "win11"  # family windows: win10 | win11 | server2022
+    image: str = ""  # family windows: the golden qcow2 (relative paths: to the config file)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     def recovery_script(self, path: str) -> str:
         return self.safe_mode_script if path == "safe-mode" else self.recovery_env_script
 
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The libvirt URIs this profile runs on: `uris` when given, else `uri`."""
+        return self.uris or (self.uri,)
+
+    def uri_for_worker(self, index: int) -> str:
+        """The host of xdist worker `index` (gw0 = 0): round robin over `hosts`."""
+        return self.hosts[index % len(self.hosts)]
+
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "family": ("linux",), "accel": ("auto", "kvm", "tcg"), "sensor": ("vulnerable", "hardened"),
+    "family": ("linux", "windows"), "edition": ("win10", "win11", "server2022"), "accel": ("auto", "kvm", "tcg"), "sensor": ("vulnerable", "hardened"),
     "network": ("none", "user"),
 }
 _MINIMUM: dict[str, float] = {"memory_mib": 96, "vcpus": 1, "boot_loop_threshold": 1}
@@ -74,6 +96,11 @@ def _check_fields(cls: type, values: dict[str, Any], where: str, source: str) ->
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {path}: expected a mapping such as {{boot: 180, hang: 45}}")
             out[key] = Timeouts(**_check_fields(Timeouts, value, path, source))
+            continue
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"{source}: {path}: expected a non-empty list of strings, got {value!r}")
+            out[key] = tuple(value)
             continue
         if isinstance(default, bool) or isinstance(value, bool) or not isinstance(value, type(default)) and not (
                 isinstance(default, float) and isinstance(value, int)):
@@ -121,6 +148,11 @@ def load_profiles(path: Path | None) -> dict[str, Profile]:
                 if not script.is_file():
                     raise ConfigError(f"{source}: profiles.{name}.{key}: {script} is not a file")
                 fields[key] = str(script)
+        if fields.get("image"):
+            fields["image"] = str((path.parent / fields["image"]).resolve())
+        if fields.get("family") == "windows" and not fields.get("image"):
+            raise ConfigError(f"{source}: profiles.{name}.image: family windows needs the golden image "
+                              f"built by `harness image build windows` (image: path/to/windows-....qcow2)")
         profiles[str(name)] = Profile(name=str(name), **fields)
     return profiles
 
