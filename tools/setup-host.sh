@@ -21,6 +21,11 @@ cd "$(dirname "$0")/.."
 #                                   initramfs, its SSH server and its data disk
 #   libxml2-utils                   xmllint, which virt-xml-validate runs
 #   ovmf swtpm swtpm-tools          UEFI firmware and TPM 2.0 for the Windows domains
+#   openssh-server openssh-client   the loopback qemu+ssh:// host of the many-hosts test
+#   openssh-sftp-server qemu-guest-agent
+#                                   SFTP and the guest agent inside the reference guest
+#   libguestfs-tools ntfs-3g        offline content placement into NTFS overlays
+#   wimtools libhivex-bin xorriso   WinPE recovery media, offline BCD (safe mode) edits
 PACKAGES=(
   build-essential pkg-config
   clang libclang-rt-14-dev
@@ -31,6 +36,9 @@ PACKAGES=(
   busybox-static dropbear-bin cpio xz-utils e2fsprogs
   libxml2-utils
   ovmf swtpm swtpm-tools
+  openssh-server openssh-client openssh-sftp-server qemu-guest-agent
+  libguestfs-tools ntfs-3g
+  wimtools libhivex-bin xorriso
 )
 
 say() { printf 'setup: %s\n' "$*"; }
