@@ -1,0 +1,280 @@
+"""The Windows recovery-environment medium: the user's WinPE or WinRE image, made to run
+the recovery script by itself, as a bootable UEFI ISO.
+
+    medium = build_winpe_medium(artifacts / "recovery.iso", media=Path("C:/WinPE_amd64/media" copy),
+                                script=Path("my-fix.cmd"), bad_files=bad_update_list(files),
+                                bitlocker_password=None)
+
+Input: the media tree that the ADK's `copype amd64 <dir>` makes (`<dir>\\media`:
+`sources\\boot.wim`, `EFI\\Boot\\bootx64.efi`, `EFI\\Microsoft\\Boot\\BCD`,
+`efi\\microsoft\\boot\\efisys.bin` ...), or the ISO `MakeWinPEMedia /ISO` makes from it;
+optionally `wim=` another boot image put in as `sources\\boot.wim` (a `winre.wim`, or a
+customised boot.wim). Nothing here can make the boot files themselves: they are
+Microsoft's and come with the user's media.
+
+What is changed, inside image `index` of boot.wim (default: the WIM's boot index),
+with wimlib's `wimlib-imagex update` (as wimlib's own mkwinpeimg does, case-insensitive):
+
+    \\Windows\\System32\\winpeshl.ini   [LaunchApps]: wpeinit, then cmd /c X:\\harness\\recover.cmd
+    \\harness\\recover.cmd              vm-templates/windows/recovery/recover.cmd.j2
+    \\harness\\<the user's script>      .cmd/.bat (call) or .ps1 (needs WinPE-PowerShell)
+    \\harness\\bad-files.txt            "<sha256>  <name>" lines, as on the Linux medium
+    \\harness\\bitlocker-recovery-password.txt   only when a password is given
+
+winpeshl.ini replaces WinPE's default shell: its [LaunchApps] entries run in order,
+each "path, arguments" (Microsoft: "Winpeshl.ini reference: Launching an app when
+WinPE starts", learn.microsoft.com/windows-hardware/manufacture/desktop/winpeshlini-reference-launching-an-app-when-winpe-starts);
+with the file present nothing runs wpeinit by itself, hence the first line.
+
+The ISO: ISO 9660 level 3 + Joliet, one El Torito entry for UEFI (platform 0xEF,
+no emulation) whose image is the media's `efi\\microsoft\\boot\\efisys_noprompt.bin`
+or, failing that, `efisys.bin`: the layout of the ADK's MakeWinPEMedia / oscdimg
+`-bootdata:2#p0,e,b<media>\\boot\\etfsboot.com#pEF,e,b<media>\\efi\\microsoft\\boot\\efisys.bin`
+(MicrosoftDocs/SupportArticles-docs: support/windows-server/setup-upgrade-and-drivers/
+create-iso-image-for-uefi-platforms.md), made with `xorriso -as mkisofs -e <image>
+-no-emul-boot`. No BIOS entry: the Windows domains boot OVMF. efisys.bin's loader
+waits for "Press any key to boot from CD or DVD" and falls through when nobody does;
+the _noprompt image does not ask (`RecoveryMedium.prompts_for_key` tells which).
+
+The BitLocker recovery password is written only into the WIM on the medium (the ISO
+is mode 0600, like every harness medium holding a secret) and is never logged; the
+staging directory (mode 0700) is deleted.
+
+Not verified on Windows (no Windows here): that recover.cmd runs as written in a real
+WinPE/WinRE (mode, manage-bde, wpeutil, COM1 from WinPE), see
+vm-templates/windows/README.md "Recovery".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InfraError, InputFileError
+from ..guest import RecoveryMediumError
+from ..guest.recovery import _bad_files_text
+from ..vm.templates import TEMPLATES, render
+
+RECOVERY_DIR = TEMPLATES / "windows" / "recovery"
+RECOVER_TEMPLATE = "windows/recovery/recover.cmd.j2"
+WINPESHL = RECOVERY_DIR / "winpeshl.ini"
+SAMPLE_SCRIPT = RECOVERY_DIR / "remove-bad-content.cmd"
+BOOT_WIM = "sources/boot.wim"
+EFI_BOOT_IMAGES = ("efi/microsoft/boot/efisys_noprompt.bin", "efi/microsoft/boot/efisys.bin")
+WIM_MAGIC = b"MSWIM\0\0\0"
+PAYLOAD_DIR = "harness"  # X:\harness in the running WinPE
+PASSWORD_FILE = "bitlocker-recovery-password.txt"
+BAD_FILES_NAME = "bad-files.txt"
+SCRIPT_KINDS = {".cmd": "cmd", ".bat": "cmd", ".ps1": "ps1"}
+FINISH = ("shutdown", "reboot")
+VOLUME_LABEL = "HARNESS_RECOVERY"
+MAX_SCRIPT_BYTES = 64 << 20
+_PASSWORD_RE = re.compile(r"\d{6}(?:-\d{6}){7}")
+WIMTOOLS_FIX = "install Debian's wimtools (apt-get install wimtools)"
+XORRISO_FIX = "install Debian's xorriso (apt-get install xorriso)"
+MEDIA_FIX = ("give the ADK's media directory (`copype amd64 C:\\WinPE_amd64` makes C:\\WinPE_amd64\\media) "
+             "or the ISO `MakeWinPEMedia /ISO` makes")
+
+
+class WinPEMediumError(InputFileError):
+    """The user's WinPE/WinRE input cannot make a recovery medium; names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class RecoveryMedium:
+    iso: Path
+    wim_index: int
+    efi_boot_image: str  # its path on the ISO
+    prompts_for_key: bool  # efisys.bin asks "Press any key to boot from CD or DVD"
+    script_name: str
+    payload: tuple[str, ...]  # paths added inside the WIM image (no contents: one may be the password)
+
+
+def _tool(name: str, fix: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise InfraError(f"{name} not found: {fix}")
+    return path
+
+
+def _find(root: Path, relative: str) -> Path | None:
+    """`relative` under `root`, matching each part case-insensitively (Windows media
+    spell EFI/efi, Boot/boot as they like; a tree made on Linux may hold both)."""
+    head, _, rest = relative.partition("/")
+    if not root.is_dir():
+        return None
+    for child in sorted(root.iterdir()):
+        if child.name.lower() == head.lower():
+            found = _find(child, rest) if rest else child
+            if found is not None:
+                return found
+    return None
+
+
+def _check_script(script: Path) -> tuple[bytes, str]:
+    if not script.is_file():
+        what = "is a directory" if script.is_dir() else "does not exist"
+        raise WinPEMediumError(f"recovery script {script} {what}: give a .cmd, .bat or .ps1 file "
+                               f"(e.g. {SAMPLE_SCRIPT})")
+    kind = SCRIPT_KINDS.get(script.suffix.lower())
+    if kind is None:
+        raise WinPEMediumError(f"recovery script {script}: WinPE runs .cmd, .bat or .ps1 scripts, not "
+                               f"{script.suffix or 'a file without extension'}: rename it or wrap it in a .cmd")
+    if script.stat().st_size > MAX_SCRIPT_BYTES:
+        raise WinPEMediumError(f"recovery script {script} is larger than {MAX_SCRIPT_BYTES >> 20} MiB")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", script.name):
+        raise WinPEMediumError(f"recovery script {script}: use a plain file name (letters, digits, . _ -): "
+                               "recover.cmd quotes it, but cmd's for/call are fragile beyond that")
+    return script.read_bytes(), kind
+
+
+def _wim_images(wim: Path) -> tuple[int, int]:
+    """(image count, boot index) from wiminfo; a file that is not a WIM is one clear error."""
+    with open(wim, "rb") as handle:
+        if handle.read(8) != WIM_MAGIC:
+            raise WinPEMediumError(f"{wim}: not a WIM file (no MSWIM header): give WinPE's sources\\boot.wim "
+                                   "or WinRE's winre.wim (C:\\Windows\\System32\\Recovery\\winre.wim, or "
+                                   "`reagentc /info` says where)")
+    proc = subprocess.run([_tool("wiminfo", WIMTOOLS_FIX), str(wim)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise WinPEMediumError(f"{wim}: wiminfo cannot read it: {(proc.stderr or proc.stdout).strip()}")
+    count = re.search(r"^Image Count:\s*(\d+)", proc.stdout, re.M)
+    boot = re.search(r"^Boot Index:\s*(\d+)", proc.stdout, re.M)
+    if count is None:
+        raise WinPEMediumError(f"{wim}: wiminfo shows no image count:\n{proc.stdout[:500]}")
+    return int(count.group(1)), int(boot.group(1)) if boot else 0
+
+
+def _stage_media(media: Path, tree: Path) -> None:
+    if media.is_dir():
+        shutil.copytree(media, tree, symlinks=False)
+    elif media.is_file():
+        with open(media, "rb") as handle:
+            handle.seek(0x8001)
+            if handle.read(5) != b"CD001":
+                raise WinPEMediumError(f"{media}: neither a directory nor an ISO 9660 image: {MEDIA_FIX}")
+        proc = subprocess.run([_tool("xorriso", XORRISO_FIX), "-osirrox", "on", "-indev", str(media),
+                               "-extract", "/", str(tree)], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise WinPEMediumError(f"{media}: xorriso cannot extract it: {proc.stderr.strip()[-800:]}")
+    else:
+        raise WinPEMediumError(f"{media}: not found: {MEDIA_FIX}")
+    for path in [tree, *tree.rglob("*")]:  # an ISO's files come out read-only
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | stat.S_IWUSR | stat.S_IRUSR | (stat.S_IXUSR if path.is_dir() else 0))
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def render_recover_cmd(script_name: str, script_kind: str, finish: str = "shutdown") -> str:
+    if finish not in FINISH:
+        raise ValueError(f"finish {finish!r} is not one of {', '.join(FINISH)}")
+    return render(RECOVER_TEMPLATE, script_name=script_name, script_kind=script_kind, finish=finish)
+
+
+def build_winpe_medium(out: Path, media: Path, *, wim: Path | None = None, index: int | None = None,
+                       script: Path | None = None, bad_files: Sequence[tuple[str | bytes, str]] = (),
+                       bitlocker_password: str | None = None, finish: str = "shutdown",
+                       label: str = VOLUME_LABEL) -> RecoveryMedium:
+    """Make the recovery ISO `out` (mode 0600) from the user's WinPE/WinRE media.
+
+    `finish` is what recover.cmd does last: `shutdown` (the default: the domain stops and
+    the harness detaches the medium; `reboot` would boot the medium again while it is
+    first in the boot order). Errors: WinPEMediumError naming the file and the fix.
+    """
+    out = Path(out)
+    media = Path(media)
+    script = Path(script) if script is not None else SAMPLE_SCRIPT
+    if bitlocker_password is not None and not _PASSWORD_RE.fullmatch(bitlocker_password):
+        # The value itself is never shown.
+        raise WinPEMediumError("bitlocker_password is not a BitLocker recovery password: 48 digits in 8 "
+                               "groups of 6 separated by '-' (manage-bde -protectors -get C: shows it)")
+    if finish not in FINISH:
+        raise WinPEMediumError(f"finish {finish!r} is not one of {', '.join(FINISH)}")
+    script_bytes, kind = _check_script(script)
+    try:
+        listing = _crlf(_bad_files_text(out, bad_files))
+    except RecoveryMediumError as exc:
+        raise WinPEMediumError(str(exc)) from None
+    if wim is not None and not Path(wim).is_file():
+        raise WinPEMediumError(f"{wim}: boot image not found: give a WinPE boot.wim or WinRE's winre.wim")
+    if not out.parent.is_dir():
+        raise WinPEMediumError(f"{out}: directory {out.parent} does not exist")
+    wimlib = _tool("wimlib-imagex", WIMTOOLS_FIX)
+    xorriso = _tool("xorriso", XORRISO_FIX)
+
+    with tempfile.TemporaryDirectory(prefix=".winpe-", dir=out.parent) as tmp:  # mode 0700
+        tree = Path(tmp) / "media"
+        _stage_media(media, tree)
+        boot_wim = _find(tree, BOOT_WIM)
+        if wim is not None:
+            target = boot_wim or tree / "sources" / "boot.wim"
+            target.parent.mkdir(exist_ok=True)
+            shutil.copyfile(wim, target)
+            target.chmod(0o600)
+            boot_wim = target
+        if boot_wim is None:
+            raise WinPEMediumError(f"{media}: no sources\\boot.wim: {MEDIA_FIX}, or pass wim= (a boot.wim "
+                                   "or winre.wim) together with the media's boot files")
+        efi_image = next((found for rel in EFI_BOOT_IMAGES if (found := _find(tree, rel)) is not None), None)
+        if efi_image is None:
+            raise WinPEMediumError(f"{media}: no EFI boot image (efi\\microsoft\\boot\\efisys.bin or "
+                                   f"efisys_noprompt.bin): {MEDIA_FIX}; a bare boot.wim cannot boot by itself")
+        source_name = wim if wim is not None else media
+        count, boot_index = _wim_images(boot_wim)
+        chosen = index if index is not None else (boot_index or 1)
+        if isinstance(chosen, bool) or not isinstance(chosen, int) or not 1 <= chosen <= count:
+            raise WinPEMediumError(f"{source_name}: image index {chosen!r} does not exist in the boot image "
+                                   f"(it has {count} image(s); `wiminfo {boot_wim.name}` lists them): pass "
+                                   f"index=1..{count}")
+
+        payload = Path(tmp) / "payload"
+        (payload / PAYLOAD_DIR).mkdir(parents=True)
+        files = {
+            "recover.cmd": _crlf(render_recover_cmd(script.name, kind, finish).encode("ascii")),
+            script.name: script_bytes,
+            BAD_FILES_NAME: listing,
+        }
+        if bitlocker_password is not None:
+            files[PASSWORD_FILE] = bitlocker_password.encode("ascii") + b"\r\n"
+        for name, data in files.items():
+            path = payload / PAYLOAD_DIR / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        (payload / "winpeshl.ini").write_bytes(_crlf(WINPESHL.read_bytes()))
+
+        commands = ("delete --force /Windows/System32/winpeshl.ini\n"
+                    f"add '{payload / 'winpeshl.ini'}' /Windows/System32/winpeshl.ini\n"
+                    f"delete --force --recursive /{PAYLOAD_DIR}\n"
+                    f"add '{payload / PAYLOAD_DIR}' /{PAYLOAD_DIR}\n")
+        env = dict(os.environ, WIMLIB_IMAGEX_IGNORE_CASE="1")
+        proc = subprocess.run([wimlib, "update", str(boot_wim), str(chosen), "--rebuild"], input=commands,
+                              capture_output=True, text=True, timeout=1200, env=env)
+        if proc.returncode != 0:
+            raise WinPEMediumError(f"{source_name}: wimlib-imagex update of image {chosen} failed: "
+                                   f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+        shutil.rmtree(payload)
+
+        efi_rel = efi_image.relative_to(tree).as_posix()
+        iso = Path(tmp) / "medium.iso"
+        proc = subprocess.run([xorriso, "-as", "mkisofs", "-iso-level", "3", "-J", "-joliet-long", "-V", label,
+                               "-e", efi_rel, "-no-emul-boot", "-o", str(iso), str(tree)],
+                              capture_output=True, text=True, timeout=1200)
+        if proc.returncode != 0:
+            raise InfraError(f"{out}: xorriso could not write the ISO: {proc.stderr.strip()[-800:]}")
+        iso.chmod(0o600)
+        os.replace(iso, out)
+    return RecoveryMedium(out, chosen, efi_rel, prompts_for_key="noprompt" not in efi_rel.lower(),
+                          script_name=script.name,
+                          payload=tuple(sorted(f"{PAYLOAD_DIR}/{name}" for name in files))
+                          + ("Windows/System32/winpeshl.ini",))
