@@ -6,8 +6,10 @@
   PVH entry note: no SeaBIOS-side decompression, ~4 s less per boot under TCG);
 * a gzip'd newc initramfs: busybox-static with its applet links, the virtio/ext4/pvpanic
   modules and their dependencies, harness_sensor.ko of both builds, dropbear with its
-  shared libraries and a host key generated at build time, and /init
-  (vm-templates/linux/init.sh);
+  shared libraries and a host key generated at build time, OpenSSH's sftp-server where
+  dropbear looks for it (SFTP), the QEMU guest agent (qemu-ga, started by /init on the
+  org.qemu.guest_agent.0 virtio-serial port in normal boots) with its shared libraries,
+  and /init (vm-templates/linux/init.sh);
 * host_key.pub (OpenSSH format) and host_key.fingerprint beside it, so the harness can
   pin the guest's SSH host key;
 * the recovery environment's initramfs (recovery.cpio.gz): busybox, the virtio/ext4/pvpanic
@@ -52,7 +54,8 @@ from harness.guest.kernel import (
 from harness.paths import DRIVERS, DRIVERS_BUILD, REPO_ROOT
 
 # Bump when the layout of the image or of the cache changes: every cached guest is rebuilt.
-BUILDER_VERSION = "4"  # 2: the recovery initramfs; 3: lib.sh shared by both inits; 4: mounts in lib.sh
+BUILDER_VERSION = "5"  # 2: the recovery initramfs; 3: lib.sh shared by both inits; 4: mounts in lib.sh;
+#                        5: qemu-ga and sftp-server
 
 BASE_CMDLINE = ("console=ttyS0,115200", "loglevel=6", "panic=1", "oops=panic")
 SENSOR_BUILDS = ("vulnerable", "hardened")
@@ -68,7 +71,7 @@ RECOVERY_MODULES = ("virtio_pci", "virtio_blk", "ext4", "pvpanic_mmio", "pvpanic
 # recovery script; sha256sum, rm: what the sample recovery script needs.
 REQUIRED_APPLETS = ("sh", "mount", "insmod", "usleep", "ip", "setsid", "cttyhack", "poweroff",
                     "grep", "cp", "chmod", "chown", "mkdir", "sync", "umount", "tail", "tr",
-                    "timeout", "cat", "sha256sum", "rm")
+                    "timeout", "cat", "sha256sum", "rm", "ln")
 RECOVERY_APPLETS = ("sh", "mount", "insmod", "usleep", "setsid", "timeout", "poweroff", "grep",
                     "mkdir", "sync", "umount", "cat", "sha256sum", "rm")
 RECOVERY_TIMEOUT = 120  # seconds the recovery script may run (knob harness.recovery_timeout=N)
@@ -86,11 +89,16 @@ SENSOR_SOURCES = (
 )
 BUSYBOX = Path("/bin/busybox")
 DROPBEAR = Path("/usr/sbin/dropbear")
+QEMU_GA = Path("/usr/sbin/qemu-ga")  # Debian's qemu-guest-agent
+SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")  # Debian's openssh-sftp-server
+TRANSPORT_FIX = "run make setup (or apt-get install qemu-guest-agent openssh-sftp-server)"
 DPKG_STATUS = Path("/var/lib/dpkg/status")
 LD_SO_CACHE = Path("/etc/ld.so.cache")
 
 GUEST_SENSOR_DIR = "/lib/harness/sensor"
 GUEST_HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"
+GUEST_QEMU_GA = "/usr/sbin/qemu-ga"
+GUEST_SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 GUEST_MODULE_LIST = "/etc/harness/modules"
 KEEP_ENTRIES = 3  # cached guests kept; older ones are pruned after a build
 
@@ -292,22 +300,28 @@ def _kernel_version() -> str:
 
 def _dropbear_libraries(dropbear: Path) -> list[tuple[str, Path]]:
     """(guest path, host file) of each shared library and the loader dropbear needs."""
-    interp = elf_interpreter(dropbear)
+    return _shared_libraries(dropbear, "dropbear-bin")
+
+
+def _shared_libraries(binary: Path, package: str) -> list[tuple[str, Path]]:
+    """(guest path, host file) of each shared library and the loader `binary` needs
+    (`package`: the Debian package to reinstall when one is missing)."""
+    interp = elf_interpreter(binary)
     if interp is None:
         return []
     ldd = _which("ldd")
     if ldd is None:
-        raise GuestBuildError("ldd is not installed (needed to find dropbear's libraries): "
+        raise GuestBuildError(f"ldd is not installed (needed to find {binary.name}'s libraries): "
                               "apt-get install libc-bin")
-    proc = subprocess.run([ldd, str(dropbear)], capture_output=True, text=True, check=False)
+    proc = subprocess.run([ldd, str(binary)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise GuestBuildError(f"ldd {dropbear} failed: {proc.stderr.strip()}")
+        raise GuestBuildError(f"ldd {binary} failed: {proc.stderr.strip()}")
     libs: list[tuple[str, Path]] = []
     for line in proc.stdout.splitlines():
         line = line.strip()
         if "=> not found" in line:
-            raise GuestBuildError(f"{dropbear} needs {line.split()[0]}, which is not installed "
-                                  "(reinstall dropbear-bin: apt-get install --reinstall dropbear-bin)")
+            raise GuestBuildError(f"{binary} needs {line.split()[0]}, which is not installed "
+                                  f"(reinstall {package}: apt-get install --reinstall {package})")
         if m := re.match(r"\S+ => (/\S+) \(0x[0-9a-f]+\)$", line):
             libs.append((m.group(1), Path(m.group(1))))
         elif m := re.match(r"(/\S+) \(0x[0-9a-f]+\)$", line):
@@ -315,6 +329,25 @@ def _dropbear_libraries(dropbear: Path) -> list[tuple[str, Path]]:
     if not any(guest == interp for guest, _ in libs):
         libs.append((interp, Path(interp)))
     return libs
+
+
+def _merge_libraries(*lists: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """One entry per guest path, in first-seen order."""
+    seen: dict[str, Path] = {}
+    for libs in lists:
+        for guest, host in libs:
+            seen.setdefault(guest, host)
+    return list(seen.items())
+
+
+def _sftp_server_path(dropbear: Path) -> str:
+    """Where this dropbear build execs the SFTP subsystem from (its compiled-in
+    SFTPSERVER_PATH: /usr/lib/sftp-server in Debian's build), read from the binary."""
+    found = re.findall(rb"\x00(/[A-Za-z0-9_./-]*sftp-server)\x00", dropbear.read_bytes())
+    if not found:
+        raise GuestBuildError(f"{dropbear} names no sftp-server path: it was built without SFTP "
+                              "support (reinstall Debian's dropbear-bin)")
+    return found[0].decode()
 
 
 @dataclass
@@ -332,12 +365,16 @@ class _Inputs:
     recovery_modules: list[KernelModule]
     sensors: dict[str, Path]
     discovery: list[Path]  # files that only decide *which* inputs there are
+    qemu_ga: Path = QEMU_GA
+    sftp_server: Path = SFTP_SERVER
+    sftp_guest_path: str = GUEST_SFTP_SERVER  # where dropbear looks for it
 
     def files(self) -> list[tuple[str, Path]]:
         """(role, host path) of every input whose content goes into the images."""
         out = [("kernel", self.kernel_image), ("busybox", self.busybox),
                ("dropbear", self.dropbear), ("init", self.init_script),
-               ("recovery-init", self.recovery_init_script), ("init-lib", INIT_LIB)]
+               ("recovery-init", self.recovery_init_script), ("init-lib", INIT_LIB),
+               ("qemu-ga", self.qemu_ga), ("sftp-server", self.sftp_server)]
         out += [(f"lib:{guest}", host) for guest, host in self.libraries]
         out += [(f"module:{m.guest_path}", m.host_path) for m in self.modules]
         out += [(f"recovery-module:{m.guest_path}", m.host_path) for m in self.recovery_modules]
@@ -365,6 +402,10 @@ def _resolve_inputs(kernel_version: str | None, kernel_image: Path | None,
     if _which("dropbearkey") is None:
         raise GuestBuildError("dropbearkey is not installed: run make setup "
                               "(or apt-get install dropbear-bin)")
+    for tool in (QEMU_GA, SFTP_SERVER):
+        if not tool.is_file():
+            raise GuestBuildError(f"{tool} is missing (the guest's agent and SFTP transports): "
+                                  f"{TRANSPORT_FIX}")
     if not init_script.is_file():
         raise GuestBuildError(f"the guest's init script {init_script} is missing")
     if not recovery_init_script.is_file():
@@ -386,9 +427,13 @@ def _resolve_inputs(kernel_version: str | None, kernel_image: Path | None,
                  LINUX_DRIVER_DIR / "Makefile"]
     if kernel_version is None:
         discovery.append(DPKG_STATUS)
+    libraries = _merge_libraries(_dropbear_libraries(dropbear),
+                                 _shared_libraries(QEMU_GA, "qemu-guest-agent"),
+                                 _shared_libraries(SFTP_SERVER, "openssh-sftp-server"))
     return _Inputs(kver, image, busybox, dropbear, init_script, recovery_init_script,
-                   _dropbear_libraries(dropbear), resolve_modules(kver, MODULES),
-                   resolve_modules(kver, RECOVERY_MODULES), sensors, discovery)
+                   libraries, resolve_modules(kver, MODULES),
+                   resolve_modules(kver, RECOVERY_MODULES), sensors, discovery,
+                   sftp_guest_path=_sftp_server_path(dropbear))
 
 
 # ------------------------------------------------------------------- cache layout
@@ -588,6 +633,12 @@ def _build(cache: Path, entry: Path, key: str, recipe: dict[str, object], inputs
     archive.file("usr/sbin/dropbear", inputs.dropbear.read_bytes(), 0o755)
     for guest_path, host in inputs.libraries:
         archive.file(guest_path, host.read_bytes(), 0o755)
+    # SFTP: OpenSSH's sftp-server, where this dropbear execs it (and at OpenSSH's own path).
+    archive.file(GUEST_SFTP_SERVER, inputs.sftp_server.read_bytes(), 0o755)
+    if inputs.sftp_guest_path != GUEST_SFTP_SERVER:
+        archive.symlink(inputs.sftp_guest_path, GUEST_SFTP_SERVER)
+    # The QEMU guest agent (/init starts it on the org.qemu.guest_agent.0 port).
+    archive.file(GUEST_QEMU_GA, inputs.qemu_ga.read_bytes(), 0o755)
     archive.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     archive.file("etc/group", b"root:x:0:\ntty:x:5:\n")
     archive.file("etc/shells", b"/bin/sh\n")

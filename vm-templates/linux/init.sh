@@ -29,6 +29,9 @@
 #   HARNESS-BOOT-ERROR reason=no-data-disk|mount-failed|unknown-sensor|no-sensor-module|sensor-load-failed
 #   HARNESS-SSH-READY addr=10.0.2.15 port=22
 #   HARNESS-SSH-ERROR reason=no-eth0|ip-config-failed|no-authorized-keys|dropbear-failed
+#   HARNESS-AGENT-STARTED port=/dev/vportNpM pid=N   (normal boots: the QEMU guest agent runs)
+#   HARNESS-AGENT-SKIPPED reason=...             (no org.qemu.guest_agent.0 channel: plain QEMU)
+#   HARNESS-AGENT-ERROR reason=...
 #   HARNESS-HALT
 # This script never exits: PID 1 exiting panics the kernel.
 
@@ -178,6 +181,9 @@ start_ssh() {
 if boot; then
     say "HARNESS-BOOT-COMPLETE mode=$mode sensor=$sensor"
     [ "$net" = 1 ] && start_ssh
+    # The guest agent runs in normal boots only: as on Windows, where the qemu-ga service
+    # does not start in Safe Mode.
+    [ "$mode" = normal ] && [ "$halt" != 1 ] && start_agent
 fi
 
 if [ "$halt" = 1 ]; then

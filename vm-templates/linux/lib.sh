@@ -14,6 +14,7 @@ CONTENT=$DATA/content
 RECOVERY_DISK=/dev/vdb
 MEDIA=/media
 RECOVERY_TIMEOUT=120
+AGENT_PORT_NAME=org.qemu.guest_agent.0
 
 # mount_basics: proc, sys, devtmpfs, a tmpfs /run, the mount points, and unthrottled /dev/kmsg.
 mount_basics() {
@@ -89,4 +90,59 @@ run_recovery() {
     # rc: the script's exit status; 143/137 when the time bound killed it; -1 unknown.
     say "HARNESS-RECOVERY-DONE path=$1 rc=${recovery_rc:--1}"
     sync
+}
+
+# start_agent: the QEMU guest agent on the virtio-serial port named org.qemu.guest_agent.0
+# (the domain's <channel> with that target name; virtio_console must be loaded).  No udev
+# here: the port is found by its name in sysfs and /dev/virtio-ports/<name> is linked by
+# hand, as udev would.  The port shows up shortly after virtio_console binds (the host
+# announces it on the control queue): wait up to 2 s.  A domain without the channel is
+# normal (plain QEMU boots): HARNESS-AGENT-SKIPPED, nothing else.
+#   HARNESS-AGENT-STARTED port=/dev/vportNpM pid=<qemu-ga pid>
+#   HARNESS-AGENT-SKIPPED reason=no-virtio-serial|no-agent-port
+#   HARNESS-AGENT-ERROR reason=no-qemu-ga|qemu-ga-failed
+start_agent() {
+    if [ ! -d /sys/class/virtio-ports ]; then
+        say "HARNESS-AGENT-SKIPPED reason=no-virtio-serial"
+        return 0
+    fi
+    agent_port=
+    n=0
+    while [ -z "$agent_port" ] && [ "$n" -le 40 ]; do
+        set +f
+        for name_file in /sys/class/virtio-ports/*/name; do
+            [ -f "$name_file" ] || continue
+            read -r port_name < "$name_file" 2>/dev/null
+            if [ "$port_name" = "$AGENT_PORT_NAME" ]; then
+                agent_port=${name_file%/name}
+                agent_port=${agent_port##*/}
+            fi
+        done
+        set -f
+        [ -n "$agent_port" ] && break
+        usleep 50000
+        n=$((n + 1))
+    done
+    if [ -z "$agent_port" ]; then
+        say "HARNESS-AGENT-SKIPPED reason=no-agent-port"
+        return 0
+    fi
+    if ! command -v qemu-ga > /dev/null; then
+        say "HARNESS-AGENT-ERROR reason=no-qemu-ga"
+        return 1
+    fi
+    wait_for -c "/dev/$agent_port" 40
+    mkdir -p /dev/virtio-ports
+    ln -sf "../$agent_port" "/dev/virtio-ports/$AGENT_PORT_NAME"
+    qemu-ga -m virtio-serial -p "/dev/virtio-ports/$AGENT_PORT_NAME" -f /run/qemu-ga.pid \
+        -t /run -l /run/qemu-ga.log < /dev/null > /dev/null 2>&1 &
+    agent_pid=$!
+    usleep 100000
+    if ! kill -0 "$agent_pid" 2>/dev/null; then
+        say "harness-init: qemu-ga: $(tail -n 3 /run/qemu-ga.log 2>/dev/null | tr '\n' ' ')"
+        say "HARNESS-AGENT-ERROR reason=qemu-ga-failed"
+        return 1
+    fi
+    say "HARNESS-AGENT-STARTED port=/dev/$agent_port pid=$agent_pid"
+    return 0
 }
