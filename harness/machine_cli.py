@@ -46,9 +46,12 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--force", action="store_true")
     p.set_defaults(run=cmd_guest_build)
 
-    p = groups.add_parser("clean", help="destroy leaked VMs of killed runs and remove their disk images")
+    p = groups.add_parser("clean", help="destroy leaked VMs of killed runs and remove their disk images, "
+                          "on every host of the profile")
     p.add_argument("--config", type=Path)
     p.add_argument("--profile")
+    p.add_argument("--uri", action="append", metavar="URI",
+                   help="a libvirt host to sweep instead of the profile's hosts (repeat for several)")
     p.add_argument("--artifacts", type=Path, help="artifacts root to scan for leftover disk images "
                    "(default ./artifacts)")
     p.add_argument("--force", action="store_true", help="also destroy domains whose owner process still runs")
@@ -123,15 +126,19 @@ def cmd_guest_build(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from .artifacts import default_root
-    from .sweep import sweep
+    from .sweep import sweep_hosts
 
     profile = select_profile(args.config, args.profile)
-    result = sweep(profile.uri, profile.name_prefix, args.artifacts or default_root(), force=args.force,
-                   progress=lambda m: print(m, file=sys.stderr, flush=True))
-    print(f"destroyed {len(result.destroyed)} domain(s), removed {len(result.removed_files)} disk image(s)"
+    hosts = tuple(args.uri) if args.uri else profile.hosts
+    result = sweep_hosts(hosts, profile.name_prefix, args.artifacts or default_root(), force=args.force,
+                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"destroyed {len(result.destroyed)} domain(s) on {len(result.hosts)} host(s), removed "
+          f"{len(result.removed_files)} disk image(s)"
           + (f"; left {len(result.in_use)} in use by running processes: {', '.join(result.in_use)}"
              if result.in_use else ""))
-    return 0
+    if result.unreachable:
+        print(f"not swept (unreachable, see above): {', '.join(result.unreachable)}", file=sys.stderr)
+    return 3 if result.unreachable else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -103,7 +103,15 @@ def harness_profile(pytestconfig: pytest.Config) -> Profile:
     hang = pytestconfig.getoption("harness_hang_timeout")
     if boot or hang:
         timeouts = dataclasses.replace(timeouts, boot=boot or timeouts.boot, hang=hang or timeouts.hang)
-    return dataclasses.replace(profile, timeouts=timeouts)
+    # Every machine of this worker runs on the worker's host (round robin over the profile's
+    # hosts); `hosts` still lists them all, for the checks and the sweep.
+    return dataclasses.replace(profile, timeouts=timeouts, uri=profile.uri_for_worker(_worker_index()))
+
+
+def _worker_index() -> int:
+    """This process's pytest-xdist worker number (gw3 -> 3); 0 without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
 
 
 @pytest.fixture(scope="session")
@@ -118,9 +126,15 @@ def artifacts_dir(request: pytest.FixtureRequest, harness_run_id: str) -> Path:
 
 
 def _require_vm_host(profile: Profile) -> None:
-    """Skip without QEMU or libvirt; under CI=true a missing part fails the run instead."""
+    """Skip without QEMU or libvirt; under CI=true a missing part fails the run instead.
+    A profile that names its hosts (`uris`) must reach every one of them: an unreachable host
+    raises InfraError with the URI and the fix (a lab with a broken host is not a skip)."""
+    from .errors import ConfigError, HarnessError
+    from .vm.hosts import HostUri
+
     problem = None
-    if shutil.which("qemu-system-x86_64") is None:
+    local = any(not HostUri.parse(uri).remote for uri in profile.hosts)
+    if local and shutil.which("qemu-system-x86_64") is None:
         problem = "qemu-system-x86_64 not found (make setup)"
     else:
         try:
@@ -128,10 +142,15 @@ def _require_vm_host(profile: Profile) -> None:
 
             from .vm.connection import open_connection
 
-            open_connection(profile.uri).close()
+            for uri in profile.hosts:
+                open_connection(uri).close()
         except ImportError:
             problem = "libvirt-python is not installed (make setup)"
-        except Exception as exc:  # InfraError with the fix in its message
+        except ConfigError:
+            raise  # a URI that would accept any host key: bad input, never a skip
+        except HarnessError as exc:  # InfraError with the fix in its message
+            if profile.uris:
+                raise
             problem = str(exc)
     if problem:
         if os.environ.get("CI") == "true":
@@ -140,16 +159,34 @@ def _require_vm_host(profile: Profile) -> None:
 
 
 @pytest.fixture(scope="session")
-def reference_guest(harness_profile: Profile) -> ReferenceGuest:
+def reference_guest(pytestconfig: pytest.Config, harness_profile: Profile) -> ReferenceGuest:
     _require_vm_host(harness_profile)
     from .guest.linux_ref import build_reference_guest
-    from .sweep import sweep
+    from .errors import InfraError
+    from .sweep import sweep_hosts
+    from .vm.hosts import check_shared_paths
 
-    sweep(harness_profile.uri, harness_profile.name_prefix)  # domains leaked by killed runs
+    swept = sweep_hosts(harness_profile.hosts, harness_profile.name_prefix)  # leaked by killed runs
+    if swept.unreachable:
+        raise InfraError("; ".join(swept.unreachable.values()))
     # Built once: xdist workers wait for the first one's build, then find it cached.
     (REPO_ROOT / "build").mkdir(exist_ok=True)
     with filelock.FileLock(str(REPO_ROOT / "build" / ".guest-build.lock"), timeout=600):
-        return build_reference_guest(progress=lambda _msg: None)
+        guest = build_reference_guest(progress=lambda _msg: None)
+    # A remote host reads the domain's paths on its own disks: they must be the same files.
+    artifacts_root = Path(pytestconfig.getoption("harness_artifacts") or default_root())
+    for uri in harness_profile.hosts:
+        check_shared_paths(uri, [guest.kernel, guest.initrd, guest.recovery_initrd], [artifacts_root])
+    return guest
+
+
+@pytest.fixture(autouse=True)
+def _record_vm_host(request: pytest.FixtureRequest) -> None:
+    """host.txt in a VM test's artifacts: the libvirt URI its machine runs on (this worker's host)."""
+    if "vm" in request.fixturenames:
+        request.getfixturevalue("reference_guest")  # skips first when there is no VM host
+        uri = request.getfixturevalue("harness_profile").uri
+        write_atomic(request.getfixturevalue("artifacts_dir") / "host.txt", uri + "\n")
 
 
 @pytest.fixture

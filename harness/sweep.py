@@ -5,11 +5,18 @@ metadata element (vm-templates: <harness:vm> with the run, test, artifacts
 directory and owner pid). A domain whose owner process still runs is in use and
 left alone. Nothing else is touched: not a foreign domain, not a serial log, not
 a verdict; only the per-test disk images of the runs whose domains were swept.
+
+A profile may run on several libvirt hosts: `sweep_hosts` sweeps each, and scans
+the artifacts for stray disk images only once every host was seen (a domain on
+any host may still use one). The owner pid is a pid of the machine that ran the
+harness: a domain whose metadata names another owner machine (<harness:host>)
+is left alone, since its process cannot be judged from here.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +24,7 @@ from pathlib import Path
 
 import libvirt
 
+from .errors import InfraError
 from .vm.connection import open_connection
 from .vm.templates import METADATA_NS
 
@@ -30,8 +38,11 @@ class OwnedDomain:
     run: str
     artifacts: Path
     owner_pid: int
+    owner_host: str = ""  # the machine the owner pid lives on ("" in older metadata: this one)
 
     def owner_alive(self) -> bool:
+        if self.owner_host and self.owner_host != socket.gethostname():
+            return True  # another machine's process: not ours to judge
         if self.owner_pid <= 0:
             return False
         try:
@@ -48,6 +59,8 @@ class SweepResult:
     destroyed: list[str] = field(default_factory=list)
     in_use: list[str] = field(default_factory=list)
     removed_files: list[Path] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)  # swept
+    unreachable: dict[str, str] = field(default_factory=dict)  # host URI -> the InfraError's message
 
 
 def owned_domain(dom: libvirt.virDomain, prefix: str) -> OwnedDomain | None:
@@ -75,7 +88,7 @@ def owned_domain(dom: libvirt.virDomain, prefix: str) -> OwnedDomain | None:
     artifacts = text("artifacts")
     if not artifacts:
         return None
-    return OwnedDomain(dom.name(), text("run"), Path(artifacts), pid)
+    return OwnedDomain(dom.name(), text("run"), Path(artifacts), pid, text("host"))
 
 
 def _remove_disks(directory: Path, result: SweepResult) -> None:
@@ -90,11 +103,46 @@ def _remove_disks(directory: Path, result: SweepResult) -> None:
 def sweep(uri: str, prefix: str = "harness", artifacts_root: Path | None = None, force: bool = False,
           progress: Callable[[str], None] = lambda _m: None) -> SweepResult:
     """Destroy our leaked domains on `uri` and remove their disk images; with `artifacts_root`,
-    also remove disk images left in artifact directories that no running domain of ours uses."""
+    also remove disk images left in artifact directories that no running domain of ours uses.
+    Raises InfraError when the host cannot be reached."""
+    result = sweep_hosts([uri], prefix, artifacts_root, force, progress)
+    if result.unreachable:
+        raise InfraError(result.unreachable[uri])
+    return result
+
+
+def sweep_hosts(uris: list[str] | tuple[str, ...], prefix: str = "harness", artifacts_root: Path | None = None,
+                force: bool = False, progress: Callable[[str], None] = lambda _m: None) -> SweepResult:
+    """`sweep` over every host in `uris`. A host that cannot be reached is recorded in
+    `unreachable` and the others are still swept; the artifacts scan is then skipped (that
+    host's running domains may still use disk images)."""
     result = SweepResult()
+    live_dirs: set[Path] = set()
+    for uri in dict.fromkeys(uris):
+        try:
+            _sweep_host(uri, prefix, force, progress, result, live_dirs)
+        except InfraError as exc:
+            result.unreachable[uri] = str(exc)
+            progress(f"clean: {exc}")
+            continue
+        result.hosts.append(uri)
+    if artifacts_root is not None and artifacts_root.is_dir():
+        if result.unreachable:
+            progress(f"clean: {artifacts_root} not scanned for stray disk images: "
+                     f"{', '.join(result.unreachable)} could not be reached")
+        else:
+            for directory in artifacts_root.glob("*/*"):
+                if directory.is_dir() and directory not in live_dirs:
+                    _remove_disks(directory, result)
+    for path in result.removed_files:
+        progress(f"clean: removed {path}")
+    return result
+
+
+def _sweep_host(uri: str, prefix: str, force: bool, progress: Callable[[str], None], result: SweepResult,
+                live_dirs: set[Path]) -> None:
     conn = open_connection(uri)
     try:
-        live_dirs: set[Path] = set()
         for dom in conn.listAllDomains():
             owned = owned_domain(dom, prefix)
             if owned is None:
@@ -103,7 +151,7 @@ def sweep(uri: str, prefix: str = "harness", artifacts_root: Path | None = None,
                 result.in_use.append(owned.name)
                 live_dirs.add(owned.artifacts)
                 continue
-            progress(f"clean: destroying {owned.name} (run {owned.run}, owner pid {owned.owner_pid} gone)")
+            progress(f"clean: destroying {owned.name} on {uri} (run {owned.run}, owner pid {owned.owner_pid} gone)")
             try:
                 persistent = dom.isPersistent()  # a transient domain is gone once destroyed
                 if dom.isActive():
@@ -115,12 +163,5 @@ def sweep(uri: str, prefix: str = "harness", artifacts_root: Path | None = None,
                 continue
             result.destroyed.append(owned.name)
             _remove_disks(owned.artifacts, result)
-        if artifacts_root is not None and artifacts_root.is_dir():
-            for directory in artifacts_root.glob("*/*"):
-                if directory.is_dir() and directory not in live_dirs:
-                    _remove_disks(directory, result)
     finally:
         conn.close()
-    for path in result.removed_files:
-        progress(f"clean: removed {path}")
-    return result

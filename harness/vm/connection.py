@@ -12,6 +12,7 @@ import threading
 import libvirt
 
 from ..errors import InfraError
+from .hosts import explain_failure, libvirt_uri
 
 _loop_lock = threading.Lock()
 _loop_thread: threading.Thread | None = None
@@ -36,13 +37,15 @@ def ensure_event_loop() -> None:
 
 
 def open_connection(uri: str) -> libvirt.virConnect:
-    """Open `uri` with events enabled, or raise InfraError with the fix."""
+    """Open `uri` with events enabled, or raise InfraError with the fix. A URI over SSH
+    (qemu+ssh://user@host/system) runs with the host key pinned (see hosts.py); a ConfigError
+    says when the URI itself would accept any host key."""
     ensure_event_loop()
     try:
-        conn = libvirt.open(uri)
+        conn = libvirt.open(libvirt_uri(uri))
     except libvirt.libvirtError as exc:
-        raise InfraError(
-            f"libvirt is not reachable at {uri}: {exc.get_error_message()}; "
-            "start the daemons with tools/libvirtd.sh start (or make setup)") from None
+        raise InfraError(explain_failure(uri, exc.get_error_message())) from None
+    # Keepalive: a dead host or SSH link is noticed within ~20 s and closes the connection, which
+    # the close callback reports (over SSH as on the local socket).
     conn.setKeepAlive(5, 3)
     return conn
