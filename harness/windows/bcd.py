@@ -69,7 +69,7 @@ GUESTFISH_TIMEOUT_S = 600.0  # the appliance boots under TCG on a host without K
 
 # The commands that do the same from inside the running guest (an elevated prompt):
 # bcdedit's /set and /deletevalue (windows-driver-docs-pr/devtest/bcdedit--set.md).
-BCDEDIT_SET_SAFEBOOT = "bcdedit /set {default} safeboot {mode}"
+BCDEDIT_SET_SAFEBOOT = "bcdedit /set {{default}} safeboot {mode}"  # a str.format template
 BCDEDIT_CLEAR_SAFEBOOT = "bcdedit /deletevalue {default} safeboot"
 
 
@@ -222,8 +222,11 @@ def read_values(hive: Path, key: str) -> dict[str, Value]:
             raise HiveError(f"{hive}: cannot read the value line {line!r} of \\{key.strip(chr(92))}")
         name = "" if match.group("default") else _unescape(match.group("name"))
         data = match.group("data")
+        typed = re.fullmatch(r'str\((?P<t>[0-9a-f]+)\):"(?P<s>.*)"', data)
         if data.startswith('"') and data.endswith('"'):
             values[name] = Value(REG_SZ, (_unescape(data[1:-1]) + "\0").encode("utf-16-le"))
+        elif typed is not None:  # REG_EXPAND_SZ and other string types
+            values[name] = Value(int(typed.group("t"), 16), (_unescape(typed.group("s")) + "\0").encode("utf-16-le"))
         elif data.startswith("dword:"):
             values[name] = Value(REG_DWORD, struct.pack("<I", int(data[6:], 16)))
         elif (hexed := re.fullmatch(r"hex\((?P<t>[0-9a-f]+)\):(?P<b>[0-9a-f,]*)", data)) is not None:
@@ -250,7 +253,9 @@ def write_values(hive: Path, key: str, changes: Mapping[str, Value | None], crea
     """Set (or, for None, delete) values of `key`, keeping its other values.
 
     hivexsh's `setval` replaces every value of a key, so the others are read first
-    and written back byte for byte (always as `hex:<type>:`, which is lossless).
+    (hivexget) and written back as `hex:<type>:<bytes>`: binary and numeric values
+    byte for byte, strings as UTF-16LE with one terminating NUL (as Windows writes
+    them; a string stored without its NUL gains one).
     Missing keys on the way are created when `create`."""
     _check_hive(hive)
     parts = [p for p in key.strip("\\").split("\\") if p]

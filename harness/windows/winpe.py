@@ -118,7 +118,7 @@ def _find(root: Path, relative: str) -> Path | None:
     return None
 
 
-def _check_script(script: Path) -> tuple[bytes, str]:
+def check_script(script: Path) -> tuple[bytes, str]:
     if not script.is_file():
         what = "is a directory" if script.is_dir() else "does not exist"
         raise WinPEMediumError(f"recovery script {script} {what}: give a .cmd, .bat or .ps1 file "
@@ -135,20 +135,21 @@ def _check_script(script: Path) -> tuple[bytes, str]:
     return script.read_bytes(), kind
 
 
-def _wim_images(wim: Path) -> tuple[int, int]:
-    """(image count, boot index) from wiminfo; a file that is not a WIM is one clear error."""
+def _wim_images(wim: Path, shown: str) -> tuple[int, int]:
+    """(image count, boot index) from wiminfo; a file that is not a WIM is one clear error
+    naming `shown` (the user's file, not the staged copy)."""
     with open(wim, "rb") as handle:
         if handle.read(8) != WIM_MAGIC:
-            raise WinPEMediumError(f"{wim}: not a WIM file (no MSWIM header): give WinPE's sources\\boot.wim "
+            raise WinPEMediumError(f"{shown}: not a WIM file (no MSWIM header): give WinPE's sources\\boot.wim "
                                    "or WinRE's winre.wim (C:\\Windows\\System32\\Recovery\\winre.wim, or "
                                    "`reagentc /info` says where)")
     proc = subprocess.run([_tool("wiminfo", WIMTOOLS_FIX), str(wim)], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        raise WinPEMediumError(f"{wim}: wiminfo cannot read it: {(proc.stderr or proc.stdout).strip()}")
+        raise WinPEMediumError(f"{shown}: wiminfo cannot read it: {(proc.stderr or proc.stdout).strip()}")
     count = re.search(r"^Image Count:\s*(\d+)", proc.stdout, re.M)
     boot = re.search(r"^Boot Index:\s*(\d+)", proc.stdout, re.M)
     if count is None:
-        raise WinPEMediumError(f"{wim}: wiminfo shows no image count:\n{proc.stdout[:500]}")
+        raise WinPEMediumError(f"{shown}: wiminfo shows no image count:\n{proc.stdout[:500]}")
     return int(count.group(1)), int(boot.group(1)) if boot else 0
 
 
@@ -173,6 +174,15 @@ def _stage_media(media: Path, tree: Path) -> None:
 
 def _crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def bad_files_listing(where: Path, bad_files: Sequence[tuple[str | bytes, str]]) -> bytes:
+    """bad-files.txt for a Windows medium: the Linux medium's "<sha256>  <name>" lines
+    (checked the same way, harness/guest/recovery.py), with CRLF line ends."""
+    try:
+        return _crlf(_bad_files_text(where, bad_files))
+    except RecoveryMediumError as exc:
+        raise WinPEMediumError(str(exc)) from None
 
 
 def render_recover_cmd(script_name: str, script_kind: str, finish: str = "shutdown") -> str:
@@ -200,11 +210,8 @@ def build_winpe_medium(out: Path, media: Path, *, wim: Path | None = None, index
                                "groups of 6 separated by '-' (manage-bde -protectors -get C: shows it)")
     if finish not in FINISH:
         raise WinPEMediumError(f"finish {finish!r} is not one of {', '.join(FINISH)}")
-    script_bytes, kind = _check_script(script)
-    try:
-        listing = _crlf(_bad_files_text(out, bad_files))
-    except RecoveryMediumError as exc:
-        raise WinPEMediumError(str(exc)) from None
+    script_bytes, kind = check_script(script)
+    listing = bad_files_listing(out, bad_files)
     if wim is not None and not Path(wim).is_file():
         raise WinPEMediumError(f"{wim}: boot image not found: give a WinPE boot.wim or WinRE's winre.wim")
     if not out.parent.is_dir():
@@ -229,8 +236,8 @@ def build_winpe_medium(out: Path, media: Path, *, wim: Path | None = None, index
         if efi_image is None:
             raise WinPEMediumError(f"{media}: no EFI boot image (efi\\microsoft\\boot\\efisys.bin or "
                                    f"efisys_noprompt.bin): {MEDIA_FIX}; a bare boot.wim cannot boot by itself")
-        source_name = wim if wim is not None else media
-        count, boot_index = _wim_images(boot_wim)
+        source_name = str(wim) if wim is not None else f"{media}: sources\\boot.wim"
+        count, boot_index = _wim_images(boot_wim, source_name)
         chosen = index if index is not None else (boot_index or 1)
         if isinstance(chosen, bool) or not isinstance(chosen, int) or not 1 <= chosen <= count:
             raise WinPEMediumError(f"{source_name}: image index {chosen!r} does not exist in the boot image "

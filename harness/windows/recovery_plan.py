@@ -1,0 +1,209 @@
+"""The Windows recovery flow (Safe Mode, WinPE/WinRE) as data, and its host-side steps.
+
+The paths are harness/recovery.py's RecoveryPath values; the markers are the Windows
+family's (harness/families/windows.py): `recovery: ...` lines and
+`HARNESS-RECOVERY-DONE path=<p> rc=<n>`, then the normal boot's `HARNESS-SENSOR-LOADED`
+from boot-marker.ps1 (`fltmc filters` lists harnessflt again).
+
+safe-mode (the machine cannot boot: everything is staged offline, on the shut-off disk)
+
+    host   stage_safe_mode_offline(disk, ...): the ESP's BCD gets safeboot=minimal on its
+           default loader (bcd.set_safeboot); C:\\harness\\recovery\\ gets safe-mode.ps1, the
+           user's script and bad-files.txt; the SOFTWARE hive's RunOnce gets
+           "*HarnessRecovery" (optionally AutoAdminLogon for one logon)
+    guest  Safe Mode boot -> logon -> RunOnce -> safe-mode.ps1: the script, `recovery:` lines
+           and HARNESS-RECOVERY-DONE path=safe-mode rc=N on COM2, bcdedit /deletevalue
+           {default} safeboot, restart
+    guest  normal boot -> HARNESS-SENSOR-LOADED (fltmc)
+    While Windows still runs, online_safe_mode_commands() does the same from inside.
+
+recovery-env
+
+    host   build_winpe_medium(...) (winpe.py); the domain rendered by
+           recovery_domain_values(..., medium=iso): CD-ROM boot order 1, disk 2
+    guest  WinPE/WinRE -> recover.cmd: `recovery:` lines and HARNESS-RECOVERY-DONE
+           path=recovery-env rc=N on COM1, wpeutil shutdown (the transient domain ends)
+    host   the domain rendered with medium=None: no CD-ROM, disk boot order 1
+    guest  normal boot -> HARNESS-SENSOR-LOADED (fltmc)
+
+The machine is a transient libvirt domain that ends at every power-off, so "attach for
+one boot, detach after" is two renderings of the same domain, not a hot-plug.
+
+Nothing here has run against Windows: what is unverified is listed in
+vm-templates/windows/README.md, "Recovery (Safe Mode and WinRE/WinPE)".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, InfraError
+from ..recovery import RecoveryPath
+from ..vm.templates import render
+from . import bcd
+from .domain import Cdrom, windows_domain_values
+from .winpe import SAMPLE_SCRIPT, WinPEMediumError, bad_files_listing, check_script
+
+SAFE_MODE_TEMPLATE = "windows/recovery/safe-mode.ps1.j2"
+GUEST_RECOVERY_DIR = "C:\\harness\\recovery"
+SOFTWARE_HIVE = "/Windows/System32/config/SOFTWARE"  # on the Windows partition (NTFS)
+RUNONCE_KEY = "Microsoft\\Windows\\CurrentVersion\\RunOnce"  # in the SOFTWARE hive (HKLM\SOFTWARE)
+RUNONCE_NAME = "*HarnessRecovery"  # "*": run in Safe Mode too (KB 314866)
+RUNONCE_COMMAND = ("powershell.exe -NoProfile -ExecutionPolicy Bypass -File "
+                   f"{GUEST_RECOVERY_DIR}\\safe-mode.ps1")
+# "Configure Windows to automate logon" (learn.microsoft.com/troubleshoot/windows-server/
+# user-profiles-and-logon/turn-on-automatic-logon): these values under Winlogon.
+WINLOGON_KEY = "Microsoft\\Windows NT\\CurrentVersion\\Winlogon"
+
+
+@dataclass(frozen=True)
+class Step:
+    where: str  # "host" or "guest"
+    action: str
+    expect: str | None = None  # the console line that ends the step, if any
+
+
+PLANS: dict[RecoveryPath, tuple[Step, ...]] = {
+    "safe-mode": (
+        Step("host", "destroy the looping domain (the disk is a qcow2 overlay of the golden image)"),
+        Step("host", "stage_safe_mode_offline: BCD safeboot, C:\\harness\\recovery, RunOnce *HarnessRecovery"),
+        Step("host", "start the domain: recovery_domain_values(medium=None)"),
+        Step("guest", "Safe Mode: harnessflt (a boot-start filter) is not loaded; logon; RunOnce runs "
+                      "safe-mode.ps1", "HARNESS-RECOVERY-DONE path=safe-mode rc="),
+        Step("guest", "safe-mode.ps1 deleted safeboot and restarted Windows"),
+        Step("guest", "normal boot; boot-marker.ps1 reads fltmc filters", "HARNESS-SENSOR-LOADED"),
+    ),
+    "recovery-env": (
+        Step("host", "destroy the looping domain"),
+        Step("host", "build_winpe_medium: the user's WinPE/WinRE with winpeshl.ini and recover.cmd"),
+        Step("host", "start the domain: recovery_domain_values(medium=iso): CD-ROM boot order 1, disk 2"),
+        Step("guest", "WinPE runs recover.cmd (COM1)", "HARNESS-RECOVERY-DONE path=recovery-env rc="),
+        Step("guest", "wpeutil shutdown: the domain ends"),
+        Step("host", "start the domain: recovery_domain_values(medium=None): no CD-ROM, disk boot order 1"),
+        Step("guest", "normal boot; boot-marker.ps1 reads fltmc filters", "HARNESS-SENSOR-LOADED"),
+    ),
+}
+
+
+# ------------------------------------------------------------------ the domain
+
+
+def recovery_domain_values(edition: str, *, medium: Path | None, **kwargs: Any) -> dict[str, Any]:
+    """windows_domain_values() for a recovery boot (`medium` = the recovery ISO: CD-ROM
+    first, disk second) or for the boots before and after it (`medium` None)."""
+    for key in ("cdroms", "disk_boot_order"):
+        if key in kwargs:
+            raise ConfigError(f"recovery_domain_values: {key} is set from `medium`; do not pass it")
+    if medium is None:
+        return windows_domain_values(edition, cdroms=(), disk_boot_order=1, **kwargs)
+    return windows_domain_values(edition, cdroms=[Cdrom(Path(medium), boot_order=1)], disk_boot_order=2,
+                                 **kwargs)
+
+
+# ------------------------------------------------------------------ Safe Mode
+
+
+def render_safe_mode_script(script_name: str, script_kind: str) -> str:
+    return render(SAFE_MODE_TEMPLATE, script_name=script_name, script_kind=script_kind)
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def safe_mode_files(script: Path | None, bad_files: Sequence[tuple[str | bytes, str]]) -> dict[str, bytes]:
+    """Name -> bytes of what goes into C:\\harness\\recovery\\ for the Safe Mode run."""
+    script = Path(script) if script is not None else SAMPLE_SCRIPT
+    data, kind = check_script(script)
+    listing = bad_files_listing(Path(GUEST_RECOVERY_DIR), bad_files)
+    return {
+        "safe-mode.ps1": _crlf(render_safe_mode_script(script.name, kind).encode("utf-8")),
+        script.name: data,
+        "bad-files.txt": listing,
+    }
+
+
+def online_safe_mode_commands(mode: str = "minimal") -> list[str]:
+    """What the running guest runs (elevated, e.g. over SSH) after the files of
+    safe_mode_files() were copied to C:\\harness\\recovery\\: the same state the
+    offline staging makes, then a restart."""
+    return [
+        f'reg add "HKLM\\SOFTWARE\\{RUNONCE_KEY}" /v "{RUNONCE_NAME}" /t REG_SZ /d "{RUNONCE_COMMAND}" /f',
+        bcd.bcdedit_set_safeboot(mode),
+        "shutdown /r /t 0",
+    ]
+
+
+@dataclass(frozen=True)
+class SafeModeStaging:
+    loader: str  # the BCD object given safeboot
+    mode: str
+    files: tuple[str, ...]  # under C:\harness\recovery
+    bcd_before: Path  # copies kept in the work directory (artifacts)
+    bcd_after: Path
+
+
+def _q(path: Path | str) -> str:
+    text = str(path)
+    if '"' in text or "\n" in text:
+        raise ConfigError(f"{text!r}: a path with a double quote or newline cannot be passed to guestfish")
+    return f'"{text}"'
+
+
+def stage_safe_mode_offline(disk: Path, workdir: Path, *, script: Path | None = None,
+                            bad_files: Sequence[tuple[str | bytes, str]] = (), mode: str = "minimal",
+                            autologon: tuple[str, str] | None = None, esp_partition: int = bcd.ESP_PARTITION,
+                            windows_partition: int = bcd.WINDOWS_PARTITION) -> SafeModeStaging:
+    """Prepare the shut-off `disk` for one Safe Mode recovery boot (two guestfish runs:
+    fetch the BCD and SOFTWARE hives; put them back with the recovery files, read back
+    and compared). `autologon` (user, password) sets AutoAdminLogon for one logon, which
+    RunOnce needs; the password goes only into the guest's SOFTWARE hive."""
+    files = safe_mode_files(script, bad_files)
+    workdir.mkdir(parents=True, exist_ok=True)
+    store, software = workdir / "BCD", workdir / "SOFTWARE"
+    bcd.run_guestfish(disk, f"mount-ro /dev/sda{esp_partition} /\ndownload {bcd.ESP_BCD_PATH} {_q(store)}\n"
+                            f"umount /\nmount-ro /dev/sda{windows_partition} /\n"
+                            f"download {SOFTWARE_HIVE} {_q(software)}\n", readonly=True)
+    before = workdir / "BCD.before"
+    shutil.copyfile(store, before)
+    loader = bcd.set_safeboot(store, mode)
+    bcd.write_values(software, RUNONCE_KEY, {RUNONCE_NAME: bcd.string_value(RUNONCE_COMMAND)})
+    if autologon is not None:
+        user, password = autologon
+        bcd.write_values(software, WINLOGON_KEY, {
+            "AutoAdminLogon": bcd.string_value("1"), "DefaultUserName": bcd.string_value(user),
+            "DefaultPassword": bcd.string_value(password), "AutoLogonCount": bcd.dword_value(1)})
+    staged = workdir / "recovery-files"
+    staged.mkdir(exist_ok=True)
+    for name, data in files.items():
+        (staged / name).write_bytes(data)
+    back = workdir / "readback"
+    back.mkdir(exist_ok=True)
+    uploads = "".join(f"upload {_q(staged / name)} /harness/recovery/{name}\n" for name in files)
+    bcd.run_guestfish(disk, f"mount /dev/sda{esp_partition} /\nupload {_q(store)} {bcd.ESP_BCD_PATH}\n"
+                            f"download {bcd.ESP_BCD_PATH} {_q(back / 'BCD')}\numount /\n"
+                            f"mount /dev/sda{windows_partition} /\nmkdir-p /harness/recovery\n{uploads}"
+                            f"upload {_q(software)} {SOFTWARE_HIVE}\n"
+                            f"download {SOFTWARE_HIVE} {_q(back / 'SOFTWARE')}\nsync\n", readonly=False)
+    for name, local in (("BCD", store), ("SOFTWARE", software)):
+        if _sha256(back / name) != _sha256(local):
+            raise InfraError(f"{disk}: {name} read back after the upload differs from {local}")
+    (back / "SOFTWARE").unlink()
+    software.unlink()  # a large hive, and with autologon it holds a password
+    shutil.copyfile(store, workdir / "BCD.after")
+    store.unlink()
+    return SafeModeStaging(loader, mode, tuple(sorted(files)), before, workdir / "BCD.after")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+__all__ = ["PLANS", "RUNONCE_COMMAND", "RUNONCE_KEY", "RUNONCE_NAME", "SafeModeStaging", "Step",
+           "WinPEMediumError", "online_safe_mode_commands", "recovery_domain_values", "render_safe_mode_script",
+           "safe_mode_files", "stage_safe_mode_offline"]
