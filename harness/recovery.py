@@ -17,17 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .artifacts import write_atomic
 from .errors import HarnessError
-from .guest.datadisk import read_content_dir
-from .guest.recovery import build_recovery_medium
 from .monitor.verdict import Verdict
-from .paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from .vm.machine import Machine
 
 RecoveryPath = Literal["safe-mode", "recovery-env"]
 RECOVERY_PATHS: tuple[RecoveryPath, ...] = ("safe-mode", "recovery-env")
-SAMPLE_SCRIPT = REPO_ROOT / "vm-templates" / "linux" / "recovery" / "remove-bad-content.sh"
 _MODE = {"safe-mode": "safe", "recovery-env": "recovery"}
 
 
@@ -73,7 +69,7 @@ def recover(machine: Machine, path: RecoveryPath, bad_files: dict[str, bytes], s
     """
     if path not in RECOVERY_PATHS:
         raise HarnessError(f"unknown recovery path {path!r}; use one of {', '.join(RECOVERY_PATHS)}")
-    script = script or Path(machine.profile.recovery_script(path) or SAMPLE_SCRIPT)
+    script = script or Path(machine.profile.recovery_script(path) or machine.backend.sample_recovery_script(path))
     workdir = machine.artifacts / f"recovery-{path}"
     workdir.mkdir(exist_ok=True)
     say = machine.progress
@@ -81,10 +77,9 @@ def recover(machine: Machine, path: RecoveryPath, bad_files: dict[str, bytes], s
     first_crash = machine.monitor.first_crash_t()
 
     machine.destroy()  # -> off
-    before = read_content_dir(machine.disk)
-    machine.medium = workdir / "medium.img"
-    build_recovery_medium(machine.medium, script, bad_update_list(bad_files))
-    write_atomic(workdir / "script.sh", script.read_bytes())
+    before = machine.backend.content_listing(machine)
+    machine.backend.prepare_recovery(machine, path, workdir, script, bad_update_list(bad_files))
+    write_atomic(workdir / f"script{script.suffix}", script.read_bytes())
     say(f"{machine.name}: recovery by {path}: script {script}, bad update "
         + ", ".join(sorted(bad_files)))
 
@@ -101,9 +96,9 @@ def recover(machine: Machine, path: RecoveryPath, bad_files: dict[str, bytes], s
         stage, why = machine.wait_recovery_env()
         rc = machine.monitor.boots[-1].recovery_rc if machine.monitor.boots else None
     machine.destroy()  # -> off
-    machine.medium = None
+    machine.backend.finish_recovery(machine, path)
 
-    after = read_content_dir(machine.disk)
+    after = machine.backend.content_listing(machine)
     removed = sorted(name for name in before if after.get(name) != before[name])
     for name in removed:
         (workdir / "removed").mkdir(exist_ok=True)

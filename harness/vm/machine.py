@@ -1,9 +1,11 @@
-"""One test machine: a transient libvirt domain over a per-test data disk.
+"""One test machine: a transient libvirt domain over the machine's own disks.
 
 Lifecycle of a boot: render the domain XML, create the domain paused, attach
-the event recorder and the console reader, resume (so no early byte is lost).
-The monitor judges what arrives. Teardown closes the console stream before it
-destroys the domain, then removes the per-test disk.
+the event recorder and the console readers, resume (so no early byte is lost).
+The monitor judges what arrives. Teardown closes the console streams before it
+destroys the domain, then removes the per-test disks. What depends on the guest
+family (disks, domain XML, ports, content placement) is the backend's job
+(backend.py): the Linux reference guest or Windows.
 """
 
 from __future__ import annotations
@@ -23,18 +25,17 @@ import paramiko
 from ..artifacts import write_atomic, write_json
 from ..config import Profile
 from ..errors import ConsoleTimeout, HarnessError, InfraError
-from ..families.linux import LinuxFamily
-from ..guest.linux_ref import ReferenceGuest, build_data_disk
+from ..guest.linux_ref import ReferenceGuest
 from ..monitor.monitor import Monitor
 from ..monitor.verdict import Verdict
 from ..recovery import RecoveryPath, RecoveryResult, recover
 from .accel import choose_domain_type
+from .backend import ConsolePort, GuestBackend
 from .connection import open_connection
 from .console import ConsoleBuffer, ConsoleReader
 from .events import EventRecorder
 from .observations import Observation
-from .ssh import CommandResult, SshSession, free_port, new_client_key, public_line
-from .templates import render
+from .ssh import CommandResult, SshSession, free_port, new_client_key
 
 Progress = Callable[[str], None]
 
@@ -42,7 +43,7 @@ Progress = Callable[[str], None]
 @dataclass
 class MachineSpec:
     profile: Profile
-    guest: ReferenceGuest
+    guest: Any  # ReferenceGuest (family linux) or harness.windows.golden.WindowsGolden
     artifacts: Path
     run_id: str
     test_id: str
@@ -50,7 +51,18 @@ class MachineSpec:
     content: dict[str, bytes] = field(default_factory=dict)
     sensor: str | None = None  # overrides the profile's sensor build
     network: bool | None = None  # overrides the profile's network
-    disk_from: Path | None = None  # start from a copy of this data disk (a looping machine's)
+    disk_from: Path | None = None  # start from a copy of this data disk (a looping machine's; linux)
+
+
+def make_backend(spec: MachineSpec) -> GuestBackend:
+    """The backend of the spec's guest: the Linux reference guest or a Windows golden image."""
+    if isinstance(spec.guest, ReferenceGuest):
+        from ..guest.linux_backend import LinuxBackend
+
+        return LinuxBackend(spec.guest)
+    from ..windows.backend import WindowsBackend
+
+    return WindowsBackend(spec.guest)
 
 
 class Machine:
@@ -60,16 +72,18 @@ class Machine:
         self.progress = progress or (lambda _msg: None)
         self.artifacts = spec.artifacts
         self.name = f"{self.profile.name_prefix}-{spec.run_id}-{spec.slot}"
-        self.disk = self.artifacts / "data-disk.img"
-        self.serial_log = self.artifacts / "serial.log"
+        self.owner_pid = os.getpid()
+        self.backend = make_backend(spec)
+        self.ports: tuple[ConsolePort, ...] = self.backend.consoles(self)
+        self.serial_log = self.ports[0].log  # the primary console's durable record
+        self.disk = self.backend.disks(self)[0]
         self.sensor = spec.sensor or self.profile.sensor
         self.network = False
         self.ssh_port: int | None = None
         self.client_key: paramiko.PKey | None = None
         if spec.network if spec.network is not None else self.profile.network == "user":
             self.enable_network()
-        self.extra_cmdline = ""  # appended to the guest kernel command line at the next boot
-        self.medium: Path | None = None  # a recovery medium attached as the second disk (vdb)
+        self.extra_cmdline = ""  # appended to the guest kernel command line at the next boot (linux)
         self.delivered: dict[str, bytes] = dict(spec.content)  # every content file fed, by name
         self.bad_update: set[str] = set()  # the files recovery scripts are told to remove
         self.recoveries: dict[str, RecoveryResult] = {}
@@ -80,9 +94,11 @@ class Machine:
         self.conn: libvirt.virConnect | None = None
         self.dom: libvirt.virDomain | None = None
         self.console: ConsoleReader | None = None
+        self.marker_readers: list[ConsoleReader] = []  # further ports (COM2 of a Windows guest)
         self.events: EventRecorder | None = None
         self.buffer = ConsoleBuffer()
-        self.monitor = Monitor(LinuxFamily(), self.profile.boot_loop_threshold, self.profile.timeouts.grace)
+        self.marker_buffer = ConsoleBuffer(256 << 10)  # the marker ports' text (COM2 of a Windows guest)
+        self.monitor = Monitor(self.backend.family, self.profile.boot_loop_threshold, self.profile.timeouts.grace)
         self.cond = threading.Condition()
         self.t0 = time.monotonic()
         self.verdict: Verdict | None = None  # the last one
@@ -108,8 +124,19 @@ class Machine:
     def _on_line(self, line: str) -> None:
         self._observe(Observation(self.now(), "console", line))
 
+    def _on_marker_line(self, line: str) -> None:
+        if "HARNESS-" in line:
+            self._observe(Observation(self.now(), "console", line))
+
     def _on_event(self, name: str, _entry: dict[str, Any]) -> None:
+        if name.startswith("lifecycle:crashed"):
+            for line in self.backend_crash_lines():  # e.g. Windows' "panic hyper-v: arg1=..." line
+                self._observe(Observation(self.now(), "console", line))
         self._observe(Observation(self.now(), "event", name))
+
+    def backend_crash_lines(self) -> list[str]:
+        lines = getattr(self.backend, "crash_lines", None)
+        return lines(self) if lines is not None else []
 
     def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
         self._observe(Observation(self.now(), "closed", f"connection closed (reason {reason})"))
@@ -121,7 +148,7 @@ class Machine:
             raise HarnessError("enable_network() must come before the first boot")
         self.network = True
         self.ssh_port = free_port()
-        self.client_key = new_client_key()
+        self.client_key = self.backend.login_key() or new_client_key()
 
     # ------------------------------------------------------------- content
 
@@ -146,28 +173,15 @@ class Machine:
     # ---------------------------------------------------------------- boot
 
     def domain_xml(self, mode: str = "normal") -> str:
-        """The domain for a boot in `mode`: normal, safe (sensor skipped) or recovery (the
-        separate recovery initramfs on the same data disk)."""
-        guest = self.spec.guest
-        disks = [{"path": str(self.disk), "format": "raw", "target": "vda", "readonly": False}]
-        if self.medium is not None:
-            disks.append({"path": str(self.medium), "format": "raw", "target": "vdb", "readonly": True})
-        return render(
-            self.profile.domain_template, domain_type=self.domain_type, name=self.name, family="linux",
-            run_id=self.spec.run_id, test_id=self.spec.test_id, artifacts=str(self.artifacts),
-            owner_pid=os.getpid(), memory_mib=self.profile.memory_mib, vcpus=self.profile.vcpus,
-            kernel=str(guest.kernel), initrd=str(guest.recovery_initrd if mode == "recovery" else guest.initrd),
-            cmdline=guest.cmdline(sensor=self.sensor, mode=mode, net=self.network, extra=self.extra_cmdline),
-            on_reboot="restart", on_crash="restart", pvpanic=True,
-            disks=disks, serial_log=str(self.serial_log), ssh_port=self.ssh_port)
+        """The domain for a boot in `mode`: normal, safe (sensor skipped) or recovery."""
+        return self.backend.domain_xml(self, mode)
 
     def boot(self, mode: str = "normal") -> None:
         """Start the domain (creating the data disk at the first boot) and watch it."""
         if self.dom is not None:
             raise HarnessError(f"{self.name} is already running; destroy() it first")
         if not self.disk.exists():
-            build_data_disk(self.disk, self.spec.content,
-                            authorized_keys=public_line(self.client_key) if self.client_key else None)
+            self.backend.prepare_first_boot(self)
         xml = self.domain_xml(mode)
         write_atomic(self.artifacts / "domain.xml", xml)
         if self.conn is None:
@@ -185,7 +199,9 @@ class Machine:
         self.mode = mode
         try:
             self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
-            self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer)
+            self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer, self.ports[0].device)
+            self.marker_readers = [ConsoleReader(self.conn, dom, self._on_marker_line, self.marker_buffer,
+                                                 port.device) for port in self.ports[1:]]
             with self.cond:
                 self.monitor.start_window(self.now(), new_boot=True)
             self.events.record("harness:start", {"mode": mode, "domain": self.name})
@@ -259,6 +275,15 @@ class Machine:
                                  f"{self.buffer.tail(1500)}", self.artifacts)
         return match
 
+    def expect_marker(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
+        """Wait for `pattern` on the marker ports (COM2), or on the console when there are none."""
+        buffer = self.marker_buffer if self.ports[1:] else self.buffer
+        match = buffer.search(pattern, buffer.start, timeout)
+        if match is None:
+            raise ConsoleTimeout(f"the marker port did not show {pattern.pattern!r} within {timeout:.0f} s; "
+                                 f"last output:\n{buffer.tail(1500)}", self.artifacts)
+        return match
+
     # ----------------------------------------------------------------- ssh
 
     def ssh(self) -> SshSession:
@@ -266,8 +291,8 @@ class Machine:
             raise HarnessError("this machine has no network: use a profile with network: user")
         if self._ssh is None:
             self.expect(r"HARNESS-SSH-READY", timeout=self.profile.timeouts.boot)
-            self._ssh = SshSession(self.ssh_port, self.client_key, self.spec.guest.host_key_pub,
-                                   self.profile.timeouts.ssh)
+            self._ssh = SshSession(self.ssh_port, self.client_key, self.backend.host_key(self),
+                                   self.profile.timeouts.ssh, username=self.backend.ssh_user)
         return self._ssh
 
     def run(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
@@ -276,20 +301,14 @@ class Machine:
     def put_content_online(self, name: str, data: bytes, bad_update: bool = False) -> None:
         """Deliver a content update to the running guest, as the update agent would."""
         self._keep_content_copies({name: data}, bad_update)
-        result = self.run(f"cat > /data/content/{name}.part && mv /data/content/{name}.part "
-                          f"/data/content/{name} && sync", stdin=data)
-        if result.rc != 0:
-            raise InfraError(f"writing {name} over ssh failed (rc {result.rc}): {result.stderr.strip()}")
+        self.backend.put_content_online(self, name, data)
 
     def reload_content(self) -> None:
         """Ask the running sensor to re-read its content; judge from here on."""
         with self.cond:
             self.monitor.start_window(self.now())
-        channel = self.ssh()
-        try:
-            channel.run("echo 1 > /sys/module/harness_sensor/parameters/reload", timeout=5)
-        except InfraError:
-            pass  # a crashing guest takes the session with it: the monitor tells what happened
+        self.ssh()
+        self.backend.reload_content(self)
         self._drop_ssh()
 
     def _drop_ssh(self) -> None:
@@ -307,6 +326,9 @@ class Machine:
         if self.console is not None:
             self.console.stop()
             self.console = None
+        for reader in self.marker_readers:
+            reader.stop()
+        self.marker_readers = []
         if self.events is not None:
             self.events.record("harness:destroy", {})
             self.events.close()
@@ -345,7 +367,8 @@ class Machine:
                 pass
             self.conn = None
         if not keep:
-            self.disk.unlink(missing_ok=True)
+            for disk in self.backend.disks(self):
+                disk.unlink(missing_ok=True)
 
     def serial_tail(self, chars: int = 3000) -> str:
         return self.buffer.tail(chars)

@@ -43,7 +43,8 @@ def free_port() -> int:
 
 
 class SshSession:
-    def __init__(self, port: int, key: paramiko.PKey, host_key_pub: Path, timeout: float) -> None:
+    def __init__(self, port: int, key: paramiko.PKey, host_key_pub: Path, timeout: float,
+                 username: str = "root") -> None:
         self.timeout = timeout
         keytype, b64 = host_key_pub.read_text().split()[:2]
         self.client = paramiko.SSHClient()
@@ -51,7 +52,7 @@ class SshSession:
             keytype, base64.b64decode(b64)))
         self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
-            self.client.connect("127.0.0.1", port=port, username="root", pkey=key, timeout=timeout,
+            self.client.connect("127.0.0.1", port=port, username=username, pkey=key, timeout=timeout,
                                 banner_timeout=timeout, auth_timeout=timeout, allow_agent=False,
                                 look_for_keys=False)
         except (OSError, paramiko.SSHException) as exc:

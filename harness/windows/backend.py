@@ -1,0 +1,165 @@
+"""A Windows guest behind the generic Machine: an overlay of the golden image.
+
+* Disk: `disk.qcow2`, a qcow2 overlay of the read-only golden image, made at the
+  first boot; content placed before that boot goes into the overlay's NTFS
+  volume offline (offline.py, libguestfs) -- the boot-start case.
+* Firmware: the machine's own copy of the UEFI variable store (`OVMF_VARS.fd`),
+  first copied from the store saved with the golden image (its boot entries).
+* Ports: COM1 carries EMS/SAC (the boot banner, the BLUESCREEN record) and is the
+  primary console; COM2 carries the `HARNESS-` markers of the image's startup
+  task (vm-templates/windows/setup/boot-marker.ps1).
+* Bugcheck parameters: at a CRASHED event, the `panic hyper-v: arg1=...` line
+  libvirt wrote to the domain log (read locally: qemu:///system only) joins the
+  console text, so the crash report has the STOP code and its parameters.
+* SSH: user `harness` with the golden image's key (its manifest names it); the
+  guest's host key is pinned from COM2's `HARNESS-SSH-HOSTKEY` line of this boot
+  (COM2 is written inside the guest by SYSTEM and read by the host only).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import paramiko
+
+from ..errors import ConfigError, HarnessError, InfraError
+from ..families.windows import WindowsFamily
+from ..vm.backend import ConsolePort
+from ..vm.templates import render
+from .domain import NVRAM_NAME, WINDOWS_TEMPLATE, Cdrom, create_overlay, windows_domain_values
+from .golden import WindowsGolden
+
+if TYPE_CHECKING:
+    from ..vm.machine import Machine
+
+CONTENT_DIR = "C:/Windows/System32/drivers/HarnessSensor"  # drivers/windows/harnessflt.c HS_CONTENT_DIR
+HOST_KEY_RE = re.compile(r"HARNESS-SSH-HOSTKEY (?P<type>[\w@.-]+) (?P<key>[A-Za-z0-9+/=]+)")
+DOMAIN_LOG_DIR = Path("/var/log/libvirt/qemu")
+# The driver reads its content directory when it loads: reloading it is unloading and
+# loading the minifilter (fltmc needs an elevated session, which the harness account has).
+RELOAD_COMMAND = "fltmc unload harnessflt; fltmc load harnessflt"
+
+
+class WindowsBackend:
+    family = WindowsFamily()
+    ssh_user = "harness"
+
+    def __init__(self, golden: WindowsGolden) -> None:
+        self.golden = golden
+        self.medium: Path | None = None  # a recovery medium (WinPE ISO) on a CD-ROM, boot order 1
+        self.recovery_path: str | None = None  # set between prepare_recovery() and finish_recovery()
+        self._log_offset = 0
+
+    # ----------------------------------------------------------- disks, ports
+
+    def overlay(self, machine: Machine) -> Path:
+        return machine.artifacts / "disk.qcow2"
+
+    def disks(self, machine: Machine) -> tuple[Path, ...]:
+        return (self.overlay(machine), machine.artifacts / NVRAM_NAME)
+
+    def consoles(self, machine: Machine) -> tuple[ConsolePort, ...]:
+        return (ConsolePort(None, machine.artifacts / "com1.log"),
+                ConsolePort("serial1", machine.artifacts / "com2.log", markers_only=True))
+
+    def login_key(self) -> paramiko.PKey | None:
+        key = self.golden.ssh_key
+        if key is None:
+            raise ConfigError(f"{self.golden.manifest_path}: ssh_key: the manifest names no SSH key; rebuild "
+                              "the image with --force")
+        try:
+            return paramiko.PKey.from_path(key) if hasattr(paramiko.PKey, "from_path") else \
+                paramiko.Ed25519Key.from_private_key_file(str(key))
+        except (OSError, paramiko.SSHException) as exc:
+            raise ConfigError(f"{key}: the golden image's SSH key cannot be read ({exc}); it is written "
+                              "beside the image by `harness image build windows`") from None
+
+    # ------------------------------------------------------------------ boot
+
+    def prepare_first_boot(self, machine: Machine) -> None:
+        overlay = create_overlay(self.golden.image, self.overlay(machine))
+        if machine.spec.content:
+            from .offline import place_content
+
+            place_content(overlay, machine.spec.content)
+
+    def domain_xml(self, machine: Machine, mode: str) -> str:
+        if mode == "safe" and self.recovery_path != "safe-mode":
+            raise HarnessError("a Windows safe-mode boot is set in the machine's BCD, not by the domain: "
+                               "use machine.recover('safe-mode')")
+        cdroms = [Cdrom(self.medium, boot_order=1)] if mode == "recovery" and self.medium else []
+        nvram = machine.artifacts / NVRAM_NAME
+        profile = machine.profile
+        values = windows_domain_values(
+            self.golden.edition, domain_type=machine.domain_type, name=machine.name, run_id=machine.spec.run_id,
+            test_id=machine.spec.test_id, artifacts=machine.artifacts, disk=self.overlay(machine),
+            disk_boot_order=2 if cdroms else 1, cdroms=cdroms,
+            network="user" if machine.network else "none", ssh_port=machine.ssh_port,
+            memory_mib=profile.memory_mib, vcpus=profile.vcpus,
+            nvram_from=self.golden.nvram if not nvram.exists() else None, owner_pid=machine.owner_pid)
+        return render(WINDOWS_TEMPLATE, **values)
+
+    def crash_lines(self, machine: Machine) -> list[str]:
+        """New `panic hyper-v` lines of the domain log (libvirt writes them as QEMU reports the
+        guest panic, before the CRASHED event). Empty for a remote host: its log is not here."""
+        if "://" in machine.profile.uri and not machine.profile.uri.startswith("qemu:///"):
+            return []
+        log = DOMAIN_LOG_DIR / f"{machine.name}.log"
+        try:
+            with open(log, "rb") as handle:
+                handle.seek(self._log_offset)
+                text = handle.read().decode("utf-8", "replace")
+                self._log_offset = handle.tell()
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if "panic hyper-v" in line or "HV crash" in line]
+
+    # ------------------------------------------------------------------- ssh
+
+    def host_key(self, machine: Machine) -> Path:
+        """The host key this boot's startup task printed on COM2, written to the artifacts."""
+        match = machine.expect_marker(HOST_KEY_RE, timeout=machine.profile.timeouts.boot)
+        path = machine.artifacts / "ssh_host_key.pub"
+        path.write_text(f"{match['type']} {match['key']}\n")
+        return path
+
+    def put_content_online(self, machine: Machine, name: str, data: bytes) -> None:
+        from ..vm.transport import sftp_put_atomic
+
+        sftp_put_atomic(machine.ssh(), f"{CONTENT_DIR}/{name}", data)
+
+    def reload_content(self, machine: Machine) -> None:
+        from .powershell import run_powershell
+
+        try:
+            run_powershell(machine.ssh(), RELOAD_COMMAND, timeout=60)
+        except InfraError:
+            pass  # a bugchecking guest takes the session with it: the monitor tells what happened
+
+    # -------------------------------------------------------------- recovery
+
+    def content_listing(self, machine: Machine) -> dict[str, bytes]:
+        from .offline import read_content
+
+        return read_content(self.overlay(machine))
+
+    def sample_recovery_script(self, path: str) -> Path:
+        from .recovery_plan import sample_script
+
+        return sample_script(path)
+
+    def prepare_recovery(self, machine: Machine, path: str, workdir: Path, script: Path,
+                         bad_update: list[tuple[str, str]]) -> None:
+        from .recovery_plan import prepare_windows_recovery
+
+        self.recovery_path = path
+        self.medium = prepare_windows_recovery(self.overlay(machine), path, workdir, script, bad_update)
+
+    def finish_recovery(self, machine: Machine, path: str) -> None:
+        from .recovery_plan import finish_windows_recovery
+
+        finish_windows_recovery(self.overlay(machine), path)
+        self.medium = None
+        self.recovery_path = None
