@@ -251,7 +251,7 @@ def make_media(root: Path, images: int = 1, efi_image: str = "efisys.bin") -> Pa
     img = efi_dir / efi_image
     subprocess.run(["mkfs.vfat", "-C", "-n", "EFISECTOR", str(img), "1440"], check=True, capture_output=True)
     loader = root / "BOOTX64.EFI"
-    loader.write_bytes(b"not a PE image: a stand-in for Microsoft's bootmgfw.efi\n")
+    loader.write_bytes(foreign_efi_application())
     subprocess.run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"], check=True, capture_output=True)
     subprocess.run(["mcopy", "-i", str(img), str(loader), "::/EFI/BOOT/BOOTX64.EFI"], check=True,
                    capture_output=True)
@@ -260,6 +260,22 @@ def make_media(root: Path, images: int = 1, efi_image: str = "efisys.bin") -> Pa
     (media / "EFI" / "Microsoft" / "Boot").mkdir(parents=True)
     bcd.write_empty_hive(media / "EFI" / "Microsoft" / "Boot" / "BCD", "NewStoreRoot", "BCD")
     return media
+
+
+def foreign_efi_application() -> bytes:
+    """A stand-in for Microsoft's bootmgfw.efi: the headers of a PE32+ EFI application
+    (subsystem 10) for ARM64 (machine 0xAA64), no code. x64 OVMF takes it for a boot file
+    and refuses to load it: an image of the wrong machine type."""
+    dos = b"MZ" + b"\0" * 58 + struct.pack("<I", 0x40)
+    coff = b"PE\0\0" + struct.pack("<HHIIIHH", 0xAA64, 0, 0, 0, 0, 240, 0x0022)
+    optional = bytearray(240)
+    struct.pack_into("<H", optional, 0, 0x20B)  # PE32+
+    struct.pack_into("<I", optional, 32, 0x1000)  # section alignment
+    struct.pack_into("<I", optional, 36, 0x200)  # file alignment
+    struct.pack_into("<I", optional, 56, 0x1000)  # size of image
+    struct.pack_into("<I", optional, 60, 0x200)  # size of headers
+    struct.pack_into("<H", optional, 68, 10)  # EFI application
+    return (dos + coff + bytes(optional)).ljust(0x200, b"\0")
 
 
 def iso_listing(iso: Path) -> tuple[str, list[str]]:
@@ -455,10 +471,12 @@ OVMF_TIMEOUT_S = 120.0
 @pytest.mark.vm
 def test_ovmf_boots_the_recovery_medium_first_and_finds_its_efi_boot_image(
         tmp_path: Path, artifacts_dir: Path, harness_run_id: str, harness_profile: Any) -> None:
-    """The medium's loader is a stand-in, so booting it fails; how it fails tells what the
-    firmware saw. A CD without an El Torito EFI entry fails with "Not Found" (the blank
-    install medium of test_windows_templates.py); this one gets past that: OVMF found the
-    EFI image and its \\EFI\\BOOT\\BOOTX64.EFI, and refused to load that file."""
+    """The medium's loader is a stand-in (an ARM64 EFI application's headers), so booting
+    it fails; how it fails tells what the firmware saw. A CD without an El Torito EFI
+    entry, or whose \\EFI\\BOOT\\BOOTX64.EFI is not a PE image, fails with "Not Found"
+    (the blank install medium of test_windows_templates.py); this one gets further:
+    OVMF found the El Torito EFI image, the loader file in it, and refused that file as
+    the wrong kind of image ("Unsupported")."""
     _tools()
     require_tool("qemu-system-x86_64", "install qemu-system-x86 (make setup)")
     qemu_img = require_tool("qemu-img", "install qemu-utils (make setup)")
@@ -500,12 +518,15 @@ def test_ovmf_boots_the_recovery_medium_first_and_finds_its_efi_boot_image(
         disk_try = buffer.search(re.compile(r'BdsDxe: failed to load Boot\d+ "UEFI QEMU HARDDISK[^"]*"'), 0, 60)
         assert disk_try, buffer.tail(1500)
         text = buffer.text
-        attempts = re.findall(r'BdsDxe: (failed to load|loading) Boot\d+ "([^"]+)"[^\n]*?(?:: (\w[\w ]*))?\r?$',
-                              text, re.M)
-        (artifacts_dir / "ovmf-attempts.txt").write_text(f"{time.monotonic() - t0:.1f} s\n{attempts}\n")
-        assert attempts[0][1].startswith("UEFI QEMU DVD-ROM"), attempts  # boot order 1: the medium
-        assert attempts[0][2] != "Not Found", attempts  # an El Torito EFI entry was there
-        assert "HARDDISK" in attempts[1][1], attempts  # then the disk (boot order 2)
+        (artifacts_dir / "com1.txt").write_text(text)
+        (artifacts_dir / "timing.txt").write_text(f"disk attempt after {time.monotonic() - t0:.1f} s\n")
+        loading = re.search(r'BdsDxe: loading Boot(\d+) "UEFI QEMU DVD-ROM[^"]*"', text)
+        assert loading, text[-1500:]  # boot order 1, and a boot file was found on it
+        refused = re.search(rf'BdsDxe: failed to load Boot{loading.group(1)} "UEFI QEMU DVD-ROM[^"]*" '
+                            r'from [^\r\n]*: Unsupported', text)
+        assert refused, text[-1500:]  # the stand-in loader is read and refused (wrong machine type)
+        assert loading.start() < refused.start() < disk_try.start()  # then the disk, boot order 2
+        assert "Not Found" not in text[loading.start():refused.end()]
     finally:
         if reader is not None:
             reader.stop()
