@@ -158,17 +158,25 @@ def _require_vm_host(profile: Profile) -> None:
         pytest.skip(problem)
 
 
-@pytest.fixture(scope="session")
-def reference_guest(pytestconfig: pytest.Config, harness_profile: Profile) -> ReferenceGuest:
-    _require_vm_host(harness_profile)
-    from .guest.linux_ref import build_reference_guest
+def _start_vm_session(profile: Profile) -> None:
+    """Once per worker before its first machine: every host answers, and what killed runs
+    left behind on them is swept."""
+    _require_vm_host(profile)
     from .errors import InfraError
     from .sweep import sweep_hosts
-    from .vm.hosts import check_shared_paths
 
-    swept = sweep_hosts(harness_profile.hosts, harness_profile.name_prefix)  # leaked by killed runs
+    swept = sweep_hosts(profile.hosts, profile.name_prefix)  # leaked by killed runs
     if swept.unreachable:
         raise InfraError("; ".join(swept.unreachable.values()))
+
+
+@pytest.fixture(scope="session")
+def reference_guest(pytestconfig: pytest.Config, harness_profile: Profile) -> ReferenceGuest:
+    """The Linux reference guest, built once (cached by its inputs)."""
+    from .guest.linux_ref import build_reference_guest
+    from .vm.hosts import check_shared_paths
+
+    _start_vm_session(harness_profile)
     # Built once: xdist workers wait for the first one's build, then find it cached.
     (REPO_ROOT / "build").mkdir(exist_ok=True)
     with filelock.FileLock(str(REPO_ROOT / "build" / ".guest-build.lock"), timeout=600):
@@ -180,23 +188,34 @@ def reference_guest(pytestconfig: pytest.Config, harness_profile: Profile) -> Re
     return guest
 
 
-@pytest.fixture(autouse=True)
-def _record_vm_host(request: pytest.FixtureRequest) -> None:
-    """host.txt in a VM test's artifacts: the libvirt URI its machine runs on (this worker's host)."""
-    if "vm" in request.fixturenames:
-        request.getfixturevalue("reference_guest")  # skips first when there is no VM host
-        uri = request.getfixturevalue("harness_profile").uri
-        write_atomic(request.getfixturevalue("artifacts_dir") / "host.txt", uri + "\n")
+@pytest.fixture(scope="session")
+def windows_golden(harness_profile: Profile) -> Any:
+    """The profile's Windows golden image (family windows), checked, with this host's OVMF/swtpm."""
+    from .windows.domain import EDITIONS, check_host
+    from .windows.golden import load_golden
+
+    _start_vm_session(harness_profile)
+    golden = load_golden(Path(harness_profile.image), harness_profile.edition)
+    check_host(tpm=EDITIONS[golden.edition].tpm)
+    return golden
+
+
+@pytest.fixture(scope="session")
+def machine_guest(request: pytest.FixtureRequest, harness_profile: Profile) -> Any:
+    """What the profile's machines boot: the reference guest, or the Windows golden image."""
+    if harness_profile.family == "windows":
+        return request.getfixturevalue("windows_golden")
+    return request.getfixturevalue("reference_guest")
 
 
 @pytest.fixture
-def vm(request: pytest.FixtureRequest, harness_profile: Profile, reference_guest: ReferenceGuest,
+def vm(request: pytest.FixtureRequest, harness_profile: Profile, machine_guest: Any,
        artifacts_dir: Path, harness_run_id: str) -> Generator[Machine, None, None]:
     """A machine of the selected profile, not yet booted; destroyed after the test."""
     from .vm.machine import Machine, MachineSpec
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    machine = Machine(MachineSpec(profile=harness_profile, guest=reference_guest, artifacts=artifacts_dir,
+    machine = Machine(MachineSpec(profile=harness_profile, guest=machine_guest, artifacts=artifacts_dir,
                                   run_id=harness_run_id, test_id=request.node.nodeid,
                                   slot=f"{worker}-{next(_SLOTS)}"))
     request.node.stash[_MACHINE] = machine

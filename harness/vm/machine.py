@@ -242,6 +242,7 @@ class Machine:
         write_json(self.artifacts / "verdict.json", {
             **self.verdict.to_json(), "domain": self.name, "domain_type": self.domain_type,
             "accel": self.accel_reason, "sensor": self.sensor, "profile": self.profile.name,
+            "uri": self.profile.uri, "family": self.backend.family.name,
             "recovery": {path: r.to_json() for path, r in self.recoveries.items()},
             "serial_log": str(self.serial_log), "artifacts": str(self.artifacts)})
 
