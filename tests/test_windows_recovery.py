@@ -34,13 +34,16 @@ from harness.windows import WINDOWS_TEMPLATE, Firmware, check_host, create_overl
 from harness.windows import bcd
 from harness.windows.recovery_plan import (
     PLANS,
+    WINPE_MEDIA_ENV,
     RUNONCE_COMMAND,
     RUNONCE_KEY,
     RUNONCE_NAME,
     online_safe_mode_commands,
+    prepare_windows_recovery,
     recovery_domain_values,
     render_safe_mode_script,
     safe_mode_files,
+    sample_script,
     stage_safe_mode_offline,
 )
 from harness.windows.winpe import (
@@ -413,6 +416,26 @@ def test_a_bad_input_is_one_clear_error_naming_the_file_and_the_fix(tmp_path: Pa
     assert "123456-999999" not in message
     assert not (tmp_path / "recovery.iso").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".winpe-")]
+
+
+def test_the_backend_entry_point_builds_the_medium_from_the_media_the_user_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tools()
+    media = make_media(tmp_path)
+    work = tmp_path / "recovery-recovery-env"
+    work.mkdir()
+    disk = tmp_path / "disk.qcow2"  # not touched by this path
+    monkeypatch.delenv(WINPE_MEDIA_ENV, raising=False)
+    with pytest.raises(ConfigError, match=f"needs the user's WinPE or WinRE media: set {WINPE_MEDIA_ENV} to the "
+                                          "ADK's media directory"):
+        prepare_windows_recovery(disk, "recovery-env", work, sample_script("recovery-env"), [])
+    monkeypatch.setenv(WINPE_MEDIA_ENV, str(media))
+    iso = prepare_windows_recovery(disk, "recovery-env", work, sample_script("recovery-env"),
+                                   bad_update_list(BAD))
+    assert iso == work / "recovery.iso" and "UEFI" in iso_listing(iso)[0]
+    assert not disk.exists()
+    with pytest.raises(ConfigError, match="unknown recovery path 'winre'"):
+        prepare_windows_recovery(disk, "winre", work, SAMPLE_SCRIPT, [])
 
 
 # ------------------------------------------------------------------ the recovery domain

@@ -358,11 +358,15 @@ def clear_safeboot(hive: Path) -> bool:
 
 
 def guestfish_env() -> dict[str, str]:
-    """libguestfs without libvirt; TCG forced when /dev/kvm does not run stock guests
-    (this lab's PVM /dev/kvm aborts QEMU: lab-notes.md). A caller's own settings win."""
+    """libguestfs without libvirt (backend `direct`); TCG forced when KVM does not run
+    stock guests here (harness.vm.accel's cached probe: this lab's PVM /dev/kvm makes
+    QEMU abort, lab-notes.md). A caller's own LIBGUESTFS_* settings win."""
+    from ..vm.accel import kvm_runs_guests
+
     env = dict(os.environ)
     env.setdefault("LIBGUESTFS_BACKEND", "direct")
-    env.setdefault("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+    if "LIBGUESTFS_BACKEND_SETTINGS" not in env and not kvm_runs_guests()[0]:
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
     return env
 
 

@@ -36,6 +36,7 @@ vm-templates/windows/README.md, "Recovery (Safe Mode and WinRE/WinPE)".
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,9 +48,10 @@ from ..recovery import RecoveryPath
 from ..vm.templates import render
 from . import bcd
 from .domain import Cdrom, windows_domain_values
-from .winpe import SAMPLE_SCRIPT, WinPEMediumError, bad_files_listing, check_script
+from .winpe import SAMPLE_SCRIPT, WinPEMediumError, bad_files_listing, build_winpe_medium, check_script
 
 SAFE_MODE_TEMPLATE = "windows/recovery/safe-mode.ps1.j2"
+WINPE_MEDIA_ENV = "HARNESS_WINPE_MEDIA"  # the user's WinPE/WinRE media (ADK media directory or ISO)
 GUEST_RECOVERY_DIR = "C:\\harness\\recovery"
 SOFTWARE_HIVE = "/Windows/System32/config/SOFTWARE"  # on the Windows partition (NTFS)
 RUNONCE_KEY = "Microsoft\\Windows\\CurrentVersion\\RunOnce"  # in the SOFTWARE hive (HKLM\SOFTWARE)
@@ -200,10 +202,61 @@ def stage_safe_mode_offline(disk: Path, workdir: Path, *, script: Path | None = 
     return SafeModeStaging(loader, mode, tuple(sorted(files)), before, workdir / "BCD.after")
 
 
+def clear_safe_mode_offline(disk: Path, workdir: Path, esp_partition: int = bcd.ESP_PARTITION) -> bool:
+    """Remove safeboot from the disk's BCD if it is still set (the Safe Mode run did not
+    get to clear it); True when it had to. One guestfish run, two when it writes."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = bcd.fetch_esp_file(disk, workdir / "BCD.final", partition=esp_partition)
+    if bcd.get_safeboot(store) is None:
+        return False
+    bcd.clear_safeboot(store)
+    bcd.put_esp_file(disk, store, partition=esp_partition)
+    return True
+
+
+# ------------------------------------------------------------------ the backend's entry points
+# harness/windows/backend.py (WindowsBackend) calls these three.
+
+
+def sample_script(path: str) -> Path:
+    """The shipped sample recovery script: the same .cmd for both paths."""
+    return SAMPLE_SCRIPT
+
+
+def prepare_windows_recovery(disk: Path, path: str, workdir: Path, script: Path,
+                             bad_update: Sequence[tuple[str, str]], *, media: Path | None = None,
+                             bitlocker_password: str | None = None,
+                             autologon: tuple[str, str] | None = None) -> Path | None:
+    """Make what the next boot in recovery `path` needs, with the machine off. Returns the
+    recovery medium (recovery-env: the ISO to attach with boot order 1) or None (safe-mode:
+    the disk itself was staged). `media` defaults to $HARNESS_WINPE_MEDIA."""
+    if path == "safe-mode":
+        stage_safe_mode_offline(disk, workdir, script=script, bad_files=bad_update, autologon=autologon)
+        return None
+    if path != "recovery-env":
+        raise ConfigError(f"unknown recovery path {path!r}; use safe-mode or recovery-env")
+    source = media if media is not None else os.environ.get(WINPE_MEDIA_ENV)
+    if not source:
+        raise ConfigError(f"recovery-env on Windows needs the user's WinPE or WinRE media: set "
+                          f"{WINPE_MEDIA_ENV} to the ADK's media directory (copype amd64 <dir> makes <dir>\\media) "
+                          "or to a WinPE ISO (MakeWinPEMedia /ISO)")
+    return build_winpe_medium(workdir / "recovery.iso", Path(source), script=script, bad_files=bad_update,
+                              bitlocker_password=bitlocker_password).iso
+
+
+def finish_windows_recovery(disk: Path, path: str, workdir: Path | None = None) -> None:
+    """After the recovery boot: for safe-mode, make sure the BCD no longer asks for Safe
+    Mode (safe-mode.ps1 clears it itself; this covers a run that never got there). For
+    recovery-env nothing is on the disk: the medium is simply not attached again."""
+    if path == "safe-mode":
+        clear_safe_mode_offline(disk, workdir or disk.parent / "recovery-safe-mode")
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 __all__ = ["PLANS", "RUNONCE_COMMAND", "RUNONCE_KEY", "RUNONCE_NAME", "SafeModeStaging", "Step",
-           "WinPEMediumError", "online_safe_mode_commands", "recovery_domain_values", "render_safe_mode_script",
-           "safe_mode_files", "stage_safe_mode_offline"]
+           "WinPEMediumError", "clear_safe_mode_offline", "finish_windows_recovery", "online_safe_mode_commands",
+           "prepare_windows_recovery", "recovery_domain_values", "render_safe_mode_script", "safe_mode_files",
+           "sample_script", "stage_safe_mode_offline"]
