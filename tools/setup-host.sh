@@ -26,6 +26,7 @@ cd "$(dirname "$0")/.."
 #                                   SFTP and the guest agent inside the reference guest
 #   libguestfs-tools ntfs-3g        offline content placement into NTFS overlays
 #   wimtools libhivex-bin xorriso   WinPE recovery media, offline BCD (safe mode) edits
+#   dosfstools mtools               FAT images (the Windows stand-in golden image of the tests)
 PACKAGES=(
   build-essential pkg-config
   clang libclang-rt-14-dev
@@ -38,7 +39,7 @@ PACKAGES=(
   ovmf swtpm swtpm-tools
   openssh-server openssh-client openssh-sftp-server qemu-guest-agent
   libguestfs-tools ntfs-3g
-  wimtools libhivex-bin xorriso
+  wimtools libhivex-bin xorriso dosfstools mtools
 )
 
 say() { printf 'setup: %s\n' "$*"; }

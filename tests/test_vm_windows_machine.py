@@ -1,0 +1,93 @@
+"""The Windows machine path, end to end on real QEMU, with a stand-in golden image.
+
+A profile of family windows boots a qcow2 overlay of a read-only golden image under
+OVMF, reads COM1 (EMS/SAC) and COM2 (the harness markers) live, and judges with the
+Windows family: healthy on the SAC banner and the startup task's markers; a boot loop
+when every boot bugchecks (the EMS BLUESCREEN record, the pvpanic CRASHED event).
+What speaks on the ports is OVMF's UEFI shell, not Windows: tests/windows_standin.py
+says why and what that leaves unproven.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.config import Profile, Timeouts
+from harness.vm.machine import Machine, MachineSpec
+from harness.windows.golden import load_golden
+
+from .conftest import require_tool
+from .windows_standin import BUGCHECK_0X50, HEALTHY, build_standin_golden
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def standin_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    require_tool("mkfs.fat", "install dosfstools (make setup)")
+    require_tool("mcopy", "install mtools (make setup)")
+    directory = tmp_path_factory.mktemp("golden")
+    return {"healthy": build_standin_golden(directory, "healthy", HEALTHY),
+            "bugcheck": build_standin_golden(directory, "bugcheck", BUGCHECK_0X50)}
+
+
+def windows_machine(profile: Profile, image: Path, artifacts: Path, run_id: str, slot: str) -> Machine:
+    windows = dataclasses.replace(
+        profile, family="windows", edition="win10", image=str(image), memory_mib=512, vcpus=1, network="none",
+        timeouts=Timeouts(boot=240, hang=60, grace=3, ssh=60))
+    golden = load_golden(image, windows.edition)
+    return Machine(MachineSpec(profile=windows, guest=golden, artifacts=artifacts, run_id=run_id,
+                               test_id=f"{__name__}::{slot}", slot=f"win-{slot}"))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_windows_machine_boots_an_overlay_and_is_judged_healthy_from_com1_and_com2(
+        reference_guest: object, harness_profile: Profile, standin_images: dict[str, Path], artifacts_dir: Path,
+        harness_run_id: str) -> None:
+    image = standin_images["healthy"]
+    before = sha256(image)
+    machine = windows_machine(harness_profile, image, artifacts_dir, harness_run_id, "healthy")
+    try:
+        machine.boot()
+        verdict = machine.wait_verdict()
+        assert verdict.verdict == "healthy", verdict.one_line()
+        assert verdict.boots == 1 and verdict.crash is None
+        overlay = artifacts_dir / "disk.qcow2"
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(overlay)],
+                                         capture_output=True, text=True, check=True).stdout)
+        assert info["format"] == "qcow2" and Path(info["backing-filename"]) == image.resolve()
+        assert (artifacts_dir / "OVMF_VARS.fd").is_file()  # the machine's own variable store
+    finally:
+        machine.close()
+    saved = json.loads((artifacts_dir / "verdict.json").read_text())
+    assert saved["family"] == "windows" and saved["serial_log"].endswith("com1.log")
+    assert "Computer is booting, SAC started and initialized." in (artifacts_dir / "com1.log").read_text()
+    assert "HARNESS-BOOT-COMPLETE" in (artifacts_dir / "com2.log").read_text()  # the marker port, logged too
+    assert not (artifacts_dir / "disk.qcow2").exists() and not (artifacts_dir / "OVMF_VARS.fd").exists()
+    assert sha256(image) == before  # the golden image is never written
+
+
+def test_a_windows_machine_that_bugchecks_at_every_boot_is_a_boot_loop_with_the_stop_code(
+        reference_guest: object, harness_profile: Profile, standin_images: dict[str, Path], artifacts_dir: Path,
+        harness_run_id: str) -> None:
+    machine = windows_machine(harness_profile, standin_images["bugcheck"], artifacts_dir, harness_run_id, "loop")
+    try:
+        machine.boot()
+        verdict = machine.wait_verdict()
+    finally:
+        machine.close()
+    assert verdict.verdict == "boot-loop", verdict.one_line()
+    assert verdict.crashing_boots >= 2
+    assert verdict.crash is not None
+    assert verdict.crash.title.startswith("PAGE_FAULT_IN_NONPAGED_AREA (0x50)"), verdict.crash.title
+    assert verdict.events.get("lifecycle:crashed:panicked", 0) >= 2  # pvpanic, seen by libvirt each time
+    assert all(report.title == verdict.crash.title for report in verdict.crashes)
