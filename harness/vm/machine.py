@@ -291,7 +291,7 @@ class Machine:
         if not self.network or self.ssh_port is None or self.client_key is None:
             raise HarnessError("this machine has no network: use a profile with network: user")
         if self._ssh is None:
-            self.expect(r"HARNESS-SSH-READY", timeout=self.profile.timeouts.boot)
+            self.expect_marker(re.compile(r"HARNESS-SSH-READY"), timeout=self.profile.timeouts.boot)
             self._ssh = SshSession(self.ssh_port, self.client_key, self.backend.host_key(self),
                                    self.profile.timeouts.ssh, username=self.backend.ssh_user)
         return self._ssh

@@ -9,6 +9,9 @@
 #   HARNESS-SENSOR-SKIPPED build=<build> files=<F> source=fltmc
 #       when harnessflt is not loaded (e.g. Safe Mode, if this task runs there);
 #   HARNESS-BOOT-COMPLETE
+#   HARNESS-SSH-HOSTKEY <type> <base64>
+#                                the sshd host key (ssh_host_ed25519_key.pub), which
+#                                the harness pins for this boot's SSH sessions
 #   HARNESS-SSH-READY            once the sshd service runs (waits up to 120 s)
 # During the golden-image build only (C:\harness\verify-pending exists, left by
 # setup.ps1): the sensor must be loaded, then HARNESS-IMAGE-READY and a shutdown;
@@ -30,6 +33,11 @@ $deadline = (Get-Date).AddSeconds(120)
 while ((Get-Date) -lt $deadline) {
     $sshd = Get-Service -Name sshd -ErrorAction SilentlyContinue
     if ($null -ne $sshd -and $sshd.Status -eq 'Running') {
+        $hostKey = Join-Path $env:ProgramData 'ssh\ssh_host_ed25519_key.pub'
+        if (Test-Path -LiteralPath $hostKey) {
+            $parts = (Get-Content -LiteralPath $hostKey -TotalCount 1).Split(' ')
+            Write-Boot "HARNESS-SSH-HOSTKEY $($parts[0]) $($parts[1])"
+        }
         Write-Boot 'HARNESS-SSH-READY'
         break
     }
