@@ -60,6 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "must bring it back healthy",
         "destructive: the test breaks its VM on purpose (never reuse it)",
         "vm: boots real VMs through libvirt (skipped without libvirt/QEMU, except under CI=true)",
+        "family(name): the test's story is for guests of this family (linux, windows); it is deselected "
+        "when the selected profile is of another family",
     ):
         config.addinivalue_line("markers", line)
     # One run id for the whole session: xdist workers take the controller's.
@@ -69,6 +71,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CRASHES] = []
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "harness-xdist")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the tests written for the selected profile's guest family: `make test-vms
+    PROFILE=win11` runs the Windows stories, the default profile the Linux ones. A bad config
+    is reported by the harness_profile fixture, not here."""
+    try:
+        family = select_profile(config.getoption("harness_config"), config.getoption("harness_profile")).family
+    except Exception:  # noqa: BLE001 - the fixture raises it with the file and the key
+        return
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("family")
+        (drop if marker is not None and family not in marker.args else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 class _XdistHooks:

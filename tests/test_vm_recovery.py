@@ -16,7 +16,7 @@ from harness.vm.machine import Machine
 
 from .conftest import run_harness
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.family("linux")]
 
 GOOD = (CONTENT_FIXTURES / "good.sys").read_bytes()
 CF291 = (CONTENT_FIXTURES / "cf291-field21.sys").read_bytes()

@@ -91,3 +91,34 @@ def test_a_windows_machine_that_bugchecks_at_every_boot_is_a_boot_loop_with_the_
     assert verdict.crash.title.startswith("PAGE_FAULT_IN_NONPAGED_AREA (0x50)"), verdict.crash.title
     assert verdict.events.get("lifecycle:crashed:panicked", 0) >= 2  # pvpanic, seen by libvirt each time
     assert all(report.title == verdict.crash.title for report in verdict.crashes)
+
+
+INNER = '''
+import pytest
+
+
+@pytest.mark.family("windows")
+def test_a_windows_story(vm):
+    vm.boot()
+    assert vm.wait_verdict().verdict == "healthy"
+
+
+@pytest.mark.family("linux")
+def test_a_linux_story(vm):
+    raise AssertionError("a linux story must not run on a windows profile")
+'''
+
+
+def test_a_windows_profile_gives_the_vm_fixture_a_windows_machine_and_runs_only_windows_stories(
+        pytester: pytest.Pytester, reference_guest: object, standin_images: dict[str, Path]) -> None:
+    config = pytester.path / "harness.yaml"
+    config.write_text(f"profiles:\n  standin:\n    family: windows\n    edition: win10\n"
+                      f"    image: {standin_images['healthy']}\n    memory_mib: 512\n    vcpus: 1\n")
+    pytester.makepyfile(test_inner=INNER)
+    artifacts = pytester.path / "artifacts"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--harness-config={config}",
+                                "--harness-profile=standin", f"--harness-artifacts={artifacts}", "-v")
+    result.assert_outcomes(passed=1, deselected=1)
+    [run] = artifacts.iterdir()
+    verdict = json.loads((run / "test_inner.py--test_a_windows_story" / "verdict.json").read_text())
+    assert verdict["family"] == "windows" and verdict["profile"] == "standin"
