@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-
+from pathlib import Path
 
 from .config import Profile
 from .errors import HarnessError
@@ -24,20 +24,15 @@ def run_checks(profile: Profile) -> list[Check]:
     qemu = shutil.which("qemu-system-x86_64")
     checks.append(Check("qemu", qemu is not None, qemu or "qemu-system-x86_64 not found",
                         "make setup (apt-get install qemu-system-x86 qemu-utils)"))
-    try:
-        from .vm.connection import open_connection
-
-        conn = open_connection(profile.uri)
-        checks.append(Check("libvirt", True, f"{profile.uri} answers (libvirt {conn.getLibVersion()})"))
-        conn.close()
-    except HarnessError as exc:
-        checks.append(Check("libvirt", False, str(exc), "tools/libvirtd.sh start (make setup installs it)"))
-    except ImportError:
-        checks.append(Check("libvirt", False, "libvirt-python is not installed", "make setup"))
+    for uri in profile.hosts:
+        checks.append(_host_check(uri))
     from .vm.accel import choose_domain_type
 
     domain_type, why = choose_domain_type(profile.accel)
     checks.append(Check("accelerator", True, f"domain type {domain_type}: {why}"))
+    if profile.family == "windows":
+        checks.extend(_windows_checks(profile))
+        return checks
     for build in ("vulnerable", "hardened"):
         ko = DRIVERS_BUILD / "linux" / build / "harness_sensor.ko"
         checks.append(Check(f"sensor module ({build})", ko.exists(), str(ko) if ko.exists() else "not built",
@@ -51,7 +46,63 @@ def run_checks(profile: Profile) -> list[Check]:
                             "harness guest build (make guest)"))
     except HarnessError as exc:
         checks.append(Check("reference guest", False, str(exc), "make setup; harness guest build"))
+        guest = None
+    if guest is not None:
+        checks.extend(_shared_path_checks(profile, [guest.kernel, guest.initrd, guest.recovery_initrd]))
     return checks
 
 
+def _host_check(uri: str) -> Check:
+    try:
+        from .vm.connection import open_connection
 
+        conn = open_connection(uri)
+        version = conn.getLibVersion()
+        conn.close()
+        return Check(f"libvirt {uri}", True, f"answers (libvirt {version})")
+    except HarnessError as exc:
+        return Check(f"libvirt {uri}", False, str(exc), "tools/libvirtd.sh start (make setup installs it)")
+    except ImportError:
+        return Check(f"libvirt {uri}", False, "libvirt-python is not installed", "make setup")
+
+
+def _shared_path_checks(profile: Profile, files: list[Path]) -> list[Check]:
+    """A remote host must see the guest's files and the artifacts root at the same paths."""
+    from .artifacts import default_root
+    from .vm.hosts import HostUri, check_shared_paths
+
+    checks = []
+    for uri in profile.hosts:
+        if not HostUri.parse(uri).remote:
+            continue
+        try:
+            check_shared_paths(uri, files, [Path(default_root())])
+            checks.append(Check(f"shared paths {uri}", True, "guest files and artifacts root seen at the same paths"))
+        except HarnessError as exc:
+            checks.append(Check(f"shared paths {uri}", False, str(exc), "mount them there at the same paths"))
+    return checks
+
+
+def _windows_checks(profile: Profile) -> list[Check]:
+    from .windows.domain import EDITIONS, check_host
+    from .windows.golden import load_golden, verify_golden
+
+    checks = []
+    try:
+        check_host(tpm=EDITIONS[profile.edition].tpm)
+        checks.append(Check("firmware", True, "OVMF" + (" and swtpm" if EDITIONS[profile.edition].tpm else "")))
+    except HarnessError as exc:
+        checks.append(Check("firmware", False, str(exc), "make setup"))
+    try:
+        golden = load_golden(Path(profile.image), profile.edition)
+        verify_golden(golden)
+        checks.append(Check("golden image", True, f"{golden.image} ({golden.edition}, {golden.sensor} sensor, "
+                                                  "sha256 matches its manifest)"))
+        checks.extend(_shared_path_checks(profile, [golden.image]))
+    except HarnessError as exc:
+        checks.append(Check("golden image", False, str(exc), "harness image build windows (docs/running-on-windows.md)"))
+    for tool in ("guestfish", "wimupdate", "xorriso", "hivexsh"):
+        path = shutil.which(tool)
+        checks.append(Check(tool, path is not None, path or f"{tool} not found",
+                            "make setup (libguestfs-tools, wimtools, xorriso, libhivex-bin)"))
+    return checks

@@ -14,7 +14,7 @@ from .conftest import run_harness
 def test_doctor_finds_this_host_ready(reference_guest: object) -> None:
     proc = run_harness("doctor")
     assert proc.returncode == 0, proc.stdout
-    for name in ("qemu", "libvirt", "accelerator", "sensor module (vulnerable)", "reference guest"):
+    for name in ("qemu", "libvirt qemu:///system", "accelerator", "sensor module (vulnerable)", "reference guest"):
         assert f"[ok ] {name}:" in proc.stdout
 
 

@@ -122,3 +122,24 @@ def test_a_windows_profile_gives_the_vm_fixture_a_windows_machine_and_runs_only_
     [run] = artifacts.iterdir()
     verdict = json.loads((run / "test_inner.py--test_a_windows_story" / "verdict.json").read_text())
     assert verdict["family"] == "windows" and verdict["profile"] == "standin"
+
+
+def test_doctor_checks_a_windows_profiles_golden_image_against_its_manifest(
+        tmp_path: Path, reference_guest: object, standin_images: dict[str, Path]) -> None:
+    from .conftest import run_harness
+
+    config = tmp_path / "harness.yaml"
+    config.write_text(f"profiles:\n  standin:\n    family: windows\n    edition: win10\n"
+                      f"    image: {standin_images['healthy']}\n")
+    proc = run_harness("doctor", "--config", config, "--profile", "standin")
+    assert "[ok ] golden image:" in proc.stdout and "sha256 matches its manifest" in proc.stdout, proc.stdout
+    assert "[ok ] firmware: OVMF" in proc.stdout
+
+    writable = tmp_path / "writable.img"  # a golden image anyone may write is refused, with the fix
+    writable.write_bytes(standin_images["healthy"].read_bytes())
+    (tmp_path / "writable.img.golden.json").write_text(
+        standin_images["healthy"].with_name("healthy.img.golden.json").read_text())
+    config.write_text(f"profiles:\n  standin:\n    family: windows\n    edition: win10\n    image: {writable}\n")
+    proc = run_harness("doctor", "--config", config, "--profile", "standin")
+    assert proc.returncode != 0
+    assert f"golden image: {writable}: a golden image must be read-only (chmod 0444 {writable})" in proc.stdout

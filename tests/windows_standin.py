@@ -23,6 +23,7 @@ Hyper-V crash MSRs, which need KVM and a Windows kernel).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -52,7 +53,8 @@ def build_standin_golden(directory: Path, name: str, script: list[str], edition:
     subprocess.run(["mkfs.fat", "-C", str(image), "4096"], check=True, capture_output=True)
     subprocess.run(["mcopy", "-i", str(image), str(nsh), "::/startup.nsh"], check=True, capture_output=True)
     os.chmod(image, 0o444)
-    manifest = {"image": str(image), "format": "raw", "bytes": image.stat().st_size, "edition": edition,
+    manifest = {"image": str(image), "format": "raw", "bytes": image.stat().st_size,
+                "sha256": hashlib.sha256(image.read_bytes()).hexdigest(), "edition": edition,
                 "sensor": {"build": "vulnerable"}, "nvram": None, "ssh_key": None,
                 "standin": "UEFI shell startup.nsh (tests/windows_standin.py)"}
     (directory / f"{image.name}.golden.json").write_text(json.dumps(manifest, indent=2) + "\n")
