@@ -62,6 +62,8 @@ class Profile:
     recovery_env_script: str = ""  # recovery script run in the recovery environment
     edition: str = "win11"  # family windows: win10 | win11 | server2022
     image: str = ""  # family windows: the golden qcow2 (relative paths: to the config file)
+    winpe_media: str = ""  # family windows, recovery-env: the ADK's WinPE media directory or a WinPE ISO
+    bitlocker_password_file: str = ""  # family windows: a file holding the BitLocker recovery password
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     def recovery_script(self, path: str) -> str:
@@ -148,8 +150,9 @@ def load_profiles(path: Path | None) -> dict[str, Profile]:
                 if not script.is_file():
                     raise ConfigError(f"{source}: profiles.{name}.{key}: {script} is not a file")
                 fields[key] = str(script)
-        if fields.get("image"):
-            fields["image"] = str((path.parent / fields["image"]).resolve())
+        for key in ("image", "winpe_media", "bitlocker_password_file"):
+            if fields.get(key):
+                fields[key] = str((path.parent / fields[key]).resolve())
         if fields.get("family") == "windows" and not fields.get("image"):
             raise ConfigError(f"{source}: profiles.{name}.image: family windows needs the golden image "
                               f"built by `harness image build windows` (image: path/to/windows-....qcow2)")

@@ -86,7 +86,8 @@ def recover(machine: Machine, path: RecoveryPath, bad_files: dict[str, bytes], s
     machine.boot(mode=_MODE[path])  # -> safe_mode | recovery_env
     if path == "safe-mode":
         stage_verdict = machine.wait_verdict()
-        rc = machine.monitor.boots[-1].recovery_rc
+        # A Windows safe-mode script restarts the guest itself: its marker may be a boot behind.
+        rc = next((b.recovery_rc for b in reversed(machine.monitor.window()) if b.recovery_rc is not None), None)
         if stage_verdict.verdict in ("healthy", "content-rejected"):
             stage, why = ("done", f"script exited {rc}") if rc is not None else (
                 "failed", "safe mode booted but the script did not run")

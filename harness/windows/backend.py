@@ -154,8 +154,18 @@ class WindowsBackend:
                          bad_update: list[tuple[str, str]]) -> None:
         from .recovery_plan import prepare_windows_recovery
 
+        profile = machine.profile
         self.recovery_path = path
-        self.medium = prepare_windows_recovery(self.overlay(machine), path, workdir, script, bad_update)
+        self.medium = prepare_windows_recovery(
+            self.overlay(machine), path, workdir, script, bad_update,
+            media=Path(profile.winpe_media) if profile.winpe_media else None,
+            bitlocker_password=_read_secret(profile.bitlocker_password_file, "bitlocker_password_file"),
+            autologon=self._autologon())
+
+    def _autologon(self) -> tuple[str, str] | None:
+        """The image's administrator, for the one logon that runs RunOnce in Safe Mode."""
+        password = _read_secret(str(self.golden.manifest.get("admin_password_file") or ""), "admin_password_file")
+        return (str(self.golden.manifest.get("admin_user") or "harness"), password) if password else None
 
     def finish_recovery(self, machine: Machine, path: str) -> None:
         from .recovery_plan import finish_windows_recovery
@@ -163,3 +173,13 @@ class WindowsBackend:
         finish_windows_recovery(self.overlay(machine), path)
         self.medium = None
         self.recovery_path = None
+
+
+def _read_secret(path: str, what: str) -> str | None:
+    """The first line of a secret file (never logged), or None when `path` is empty."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().splitlines()[0].strip()
+    except (OSError, IndexError):
+        raise ConfigError(f"{path}: {what}: cannot read the secret (a file with one line)") from None
