@@ -116,7 +116,7 @@ def test_every_edition_renders_a_domain_valid_for_libvirt(tmp_path: Path, disk: 
     ns = "{https://harness.invalid/xmlns/vm/1}"
     meta = root.find(f"metadata/{ns}vm")
     assert [(el.tag[len(ns):], el.text) for el in meta] == [
-        ("run", "r1"), ("test", "tests/t.py::x[<a>]"), ("artifacts", str(tmp_path)), ("pid", "1")]
+        ("run", "r1"), ("test", "tests/t.py::x[<a>]"), ("artifacts", str(tmp_path)), ("pid", "1"), ("host", socket.gethostname())]
     boots = {(d.get("device"), d.find("target").get("dev")): d.find("boot").get("order")
              for d in root.findall("devices/disk") if d.find("boot") is not None}
     if variant == "install":

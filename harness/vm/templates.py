@@ -1,11 +1,15 @@
 """Render libvirt domain XML and guest files from vm-templates/ with jinja2.
 
 StrictUndefined turns a variable the caller forgot into an error that names
-the template and the variable, instead of an empty attribute in the XML.
+the template and the variable, instead of an empty attribute in the XML. Every
+template gets `metadata_ns` and `owner_host` (this machine: the harness metadata
+names it, so a sweep from another machine sharing the libvirt host leaves the
+domain alone).
 """
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,8 @@ def render(template: str, root: Path = TEMPLATES, **values: Any) -> str:
     """Render `template` (a path under `root`); errors name the file, the line and the fix."""
     path = root / template
     try:
-        return _environment(root).get_template(template).render(metadata_ns=METADATA_NS, **values)
+        values = {"metadata_ns": METADATA_NS, "owner_host": socket.gethostname(), **values}
+        return _environment(root).get_template(template).render(**values)
     except jinja2.TemplateNotFound:
         raise ConfigError(f"{path}: template not found") from None
     except jinja2.UndefinedError as exc:
