@@ -411,6 +411,14 @@ def test_guest_image_contents(guest: ReferenceGuest) -> None:
                  "lib/harness/sensor/hardened/harness_sensor.ko", "dev/console"):
         assert name in entries, f"{name} missing from the initramfs"
     assert entries["init"][1] == linux_ref.INIT_SCRIPT.read_bytes()
+    # The transports: qemu-ga (with its shared libraries) and sftp-server where dropbear execs it.
+    assert entries["usr/sbin/qemu-ga"][1] == linux_ref.QEMU_GA.read_bytes()
+    assert entries["usr/lib/openssh/sftp-server"][1] == linux_ref.SFTP_SERVER.read_bytes()
+    sftp_path = linux_ref._sftp_server_path(linux_ref.DROPBEAR)
+    if sftp_path != "/usr/lib/openssh/sftp-server":
+        assert entries[sftp_path.lstrip("/")][1] == b"/usr/lib/openssh/sftp-server"  # symlink
+    for lib, _host in linux_ref._shared_libraries(linux_ref.QEMU_GA, "qemu-guest-agent"):
+        assert lib.lstrip("/") in entries, f"{lib} (needed by qemu-ga) missing from the initramfs"
     assert entries["init"][0] & 0o111
     assert entries["bin/sh"][1] == b"/bin/busybox"  # applet symlink
     for build in ("vulnerable", "hardened"):
