@@ -38,6 +38,7 @@ from .observations import Observation
 from .ssh import CommandResult, SshSession, free_port, new_client_key
 
 Progress = Callable[[str], None]
+DOMAIN_LOG_DIR = Path("/var/log/libvirt/qemu")  # qemu:///system's per-domain logs
 
 
 @dataclass
@@ -367,9 +368,23 @@ class Machine:
             except libvirt.libvirtError:
                 pass
             self.conn = None
+        self._keep_domain_log()
         if not keep:
             for disk in self.backend.disks(self):
                 disk.unlink(missing_ok=True)
+
+    def _keep_domain_log(self) -> None:
+        """libvirt's log of this domain (QEMU's command line, its errors, Windows' `panic hyper-v`
+        line) copied into the artifacts as domain.log: libvirt reuses the file for the next
+        domain of the same name. Only a local host's log is readable here."""
+        if not self.profile.uri.startswith("qemu:///"):
+            return
+        source = DOMAIN_LOG_DIR / f"{self.name}.log"
+        try:
+            data = source.read_bytes()
+        except OSError:
+            return
+        write_atomic(self.artifacts / "domain.log", data)
 
     def serial_tail(self, chars: int = 3000) -> str:
         return self.buffer.tail(chars)

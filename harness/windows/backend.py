@@ -27,6 +27,7 @@ import paramiko
 from ..errors import ConfigError, HarnessError, InfraError
 from ..families.windows import WindowsFamily
 from ..vm.backend import ConsolePort
+from ..vm.machine import DOMAIN_LOG_DIR
 from ..vm.templates import render
 from .domain import NVRAM_NAME, WINDOWS_TEMPLATE, Cdrom, create_overlay, windows_domain_values
 from .golden import WindowsGolden
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 CONTENT_DIR = "C:/Windows/System32/drivers/HarnessSensor"  # drivers/windows/harnessflt.c HS_CONTENT_DIR
 HOST_KEY_RE = re.compile(r"HARNESS-SSH-HOSTKEY (?P<type>[\w@.-]+) (?P<key>[A-Za-z0-9+/=]+)")
-DOMAIN_LOG_DIR = Path("/var/log/libvirt/qemu")
 # The driver reads its content directory when it loads: reloading it is unloading and
 # loading the minifilter (fltmc needs an elevated session, which the harness account has).
 RELOAD_COMMAND = "fltmc unload harnessflt; fltmc load harnessflt"
