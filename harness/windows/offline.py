@@ -152,7 +152,9 @@ class Guestfish:
         deadline = time.monotonic() + limit
         buf = bytearray()
         end = f"{marker}\n".encode()
-        while not buf.endswith(end):
+        # The marker's own failure (the appliance is gone: echo-daemon cannot run) ends it too.
+        dead = re.compile(rb"libguestfs: error: echo_daemon:[^\n]*\n")
+        while not buf.endswith(end) and not dead.search(buf):
             left = deadline - time.monotonic()
             if left <= 0:
                 self.kill()
@@ -163,14 +165,17 @@ class Guestfish:
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
                     raise OfflineError(f"{self.disk}: guestfish exited during {command.split()[0]}: "
-                                       f"{buf.decode(errors='replace')[-1500:]}")
+                                       f"{_errors(buf.decode(errors='replace')) or '(no error text)'} "
+                                       "(libguestfs-test-tool diagnoses the appliance)")
                 buf += chunk
-        text = buf[:-len(end)].decode(errors="replace")
-        errors = [line for line in text.splitlines() if "libguestfs: error:" in line]
+        text = buf[:-len(end)].decode(errors="replace") if buf.endswith(end) else buf.decode(errors="replace")
         output = "\n".join(line for line in text.splitlines() if "libguestfs: error:" not in line)
-        error = "; ".join(line.split("libguestfs: error:", 1)[1].strip() for line in errors) or None
+        error = _errors(text) or None
         if check and error:
-            raise OfflineError(f"{self.disk}: guestfish {command.split()[0]} failed: {error}")
+            hint = ""
+            if "lock" in error.lower():  # QEMU's image locking: a running VM holds the disk
+                hint = " (is the machine still running on this disk? destroy it first)"
+            raise OfflineError(f"{self.disk}: guestfish {command.split()[0]} failed: {error}{hint}")
         return output, error
 
     def _rest(self) -> str:
@@ -275,6 +280,12 @@ class Guestfish:
             if self.call(f"is-file {_quote(path)}")[0].strip() == "true":
                 out[name] = int(self.call(f"filesize {_quote(path)}")[0].strip())
         return out
+
+
+def _errors(text: str) -> str:
+    """The libguestfs error lines of `text`, joined (the marker's own failure left out)."""
+    return "; ".join(line.split("libguestfs: error:", 1)[1].strip() for line in text.splitlines()
+                     if "libguestfs: error:" in line and "error: echo_daemon:" not in line)
 
 
 def _check_names(files: dict[str, bytes]) -> None:
