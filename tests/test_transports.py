@@ -18,7 +18,13 @@ from harness.content.format import file_name
 from harness.paths import CONTENT_FIXTURES
 from harness.vm.guest_agent import GuestAgent, GuestAgentError, GuestExecTimeout
 from harness.vm.machine import Machine
-from harness.vm.transport import CommandTimeout, CrashDuringCommand, SshTransport, machine_crash_probe
+from harness.vm.transport import (
+    CommandTimeout,
+    CrashDuringCommand,
+    SshTransport,
+    machine_crash_probe,
+    sftp_put_atomic,
+)
 from harness.windows.powershell import (
     CMD_LINE_LIMIT,
     CONTENT_DIR,
@@ -198,7 +204,7 @@ def test_sftp_round_trip_and_a_command_timeout_over_the_pinned_session(vm: Machi
     big = bytes(range(256)) * 4096  # 1 MiB, every byte value
     shell.put(big, "/data/content/blob.bin")
     assert shell.get("/data/content/blob.bin") == big
-    shell.put(GOOD, f"/data/content/{GOOD_NAME}")  # over an existing file
+    sftp_put_atomic(vm.ssh(), f"/data/content/{GOOD_NAME}", GOOD)  # over an existing file
     assert shell.listdir("/data/content") == sorted(["blob.bin", GOOD_NAME])  # no temp names left
     local = shell.get_to(f"/data/content/{GOOD_NAME}", vm.artifacts / "fetched" / GOOD_NAME)
     assert local.read_bytes() == GOOD

@@ -277,6 +277,16 @@ class SshTransport:
         self._drop_sftp()
 
 
+def sftp_put_atomic(session: paramiko.SSHClient | _HasClient, remote: str, data: bytes,
+                    timeout: float = 60.0, crash_probe: CrashProbe | None = None) -> None:
+    """One SFTP put (temporary name, then renamed over `remote`) on an open session."""
+    shell = SshTransport(session, timeout=timeout, crash_probe=crash_probe)
+    try:
+        shell.put(data, remote)
+    finally:
+        shell.close()
+
+
 def _drain(chan: paramiko.Channel, out: bytearray, err: bytearray) -> None:
     while chan.recv_ready():
         out += chan.recv(65536)
