@@ -93,7 +93,7 @@ LogLevel VERBOSE
         unshare = require_tool("unshare", "apt-get install util-linux")
         hide.mkdir(parents=True, exist_ok=True)
         command = [unshare, "--mount", "--propagation", "private", "sh", "-c",
-                   f'mount -t tmpfs harness-hidden "$0" && exec "$@"', str(hide), *command]
+                   'mount -t tmpfs harness-hidden "$0" && exec "$@"', str(hide), *command]
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     log = directory / "sshd.log"

@@ -14,7 +14,7 @@ import yaml
 
 from .faults import CATALOGUE
 from .files import write_content_file
-from .format import SENSOR_INPUTS, ChannelFile, Criterion, Instance, Kind, file_name
+from .format import SENSOR_INPUTS, ChannelFile, Criterion, Kind, file_name
 from .generate import new_channel_file
 from .oracle import BUILDS, Outcome, predict
 

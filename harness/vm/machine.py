@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import libvirt
 import paramiko
@@ -36,6 +36,10 @@ from .console import ConsoleBuffer, ConsoleReader
 from .events import EventRecorder
 from .observations import Observation
 from .ssh import CommandResult, SshSession, free_port, new_client_key
+
+if TYPE_CHECKING:
+    from .guest_agent import GuestAgent
+    from .transport import SshTransport
 
 Progress = Callable[[str], None]
 DOMAIN_LOG_DIR = Path("/var/log/libvirt/qemu")  # qemu:///system's per-domain logs
@@ -296,6 +300,23 @@ class Machine:
             self._ssh = SshSession(self.ssh_port, self.client_key, self.backend.host_key(self),
                                    self.profile.timeouts.ssh, username=self.backend.ssh_user)
         return self._ssh
+
+    def transport(self, timeout: float | None = None) -> SshTransport:
+        """Commands and SFTP over this machine's SSH session; a crash during one raises
+        CrashDuringCommand with the crash report."""
+        from .transport import SshTransport, machine_crash_probe
+
+        return SshTransport(self.ssh(), timeout=timeout or self.profile.timeouts.ssh,
+                            crash_probe=machine_crash_probe(self), artifacts=self.artifacts)
+
+    def guest_agent(self, timeout: float = 10.0) -> GuestAgent:
+        """The QEMU guest agent of the running domain (wait_connected() before the first command)."""
+        from .guest_agent import GuestAgent
+        from .transport import machine_crash_probe
+
+        if self.dom is None:
+            raise HarnessError(f"{self.name} is not running: boot() it first")
+        return GuestAgent(self.dom, timeout=timeout, crash_probe=machine_crash_probe(self))
 
     def run(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
         return self.ssh().run(command, stdin=stdin, timeout=timeout)

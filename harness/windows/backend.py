@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import paramiko
 
-from ..errors import ConfigError, HarnessError, InfraError
+from ..errors import ConfigError, HarnessError
 from ..families.windows import WindowsFamily
 from ..vm.backend import ConsolePort
 from ..vm.machine import DOMAIN_LOG_DIR
@@ -131,12 +131,13 @@ class WindowsBackend:
         sftp_put_atomic(machine.ssh(), f"{CONTENT_DIR}/{name}", data)
 
     def reload_content(self, machine: Machine) -> None:
+        from ..vm.transport import CrashDuringCommand
         from .powershell import run_powershell
 
         try:
-            run_powershell(machine.ssh(), RELOAD_COMMAND, timeout=60)
-        except InfraError:
-            pass  # a bugchecking guest takes the session with it: the monitor tells what happened
+            run_powershell(machine.transport(timeout=60), RELOAD_COMMAND)
+        except CrashDuringCommand:
+            pass  # the guest bugchecked under the reload, as content may make it: the monitor judges
 
     # -------------------------------------------------------------- recovery
 

@@ -40,7 +40,6 @@ first partition of the layout vm-templates/windows/autounattend.xml.j2 creates
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import struct
@@ -51,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InfraError, InputFileError
+from .offline import guestfish_env
 
 BOOTMGR = "{9dea862c-5cdd-4e70-acc1-f32b344d4795}"
 ELEMENT_DEFAULT_OBJECT = "23000003"  # BcdBootMgrObject_DefaultObject (REG_SZ "{guid}")
@@ -355,19 +355,6 @@ def clear_safeboot(hive: Path) -> bool:
 
 
 # ------------------------------------------------------------------ the ESP (guestfish)
-
-
-def guestfish_env() -> dict[str, str]:
-    """libguestfs without libvirt (backend `direct`); TCG forced when KVM does not run
-    stock guests here (harness.vm.accel's cached probe: this lab's PVM /dev/kvm makes
-    QEMU abort, lab-notes.md). A caller's own LIBGUESTFS_* settings win."""
-    from ..vm.accel import kvm_runs_guests
-
-    env = dict(os.environ)
-    env.setdefault("LIBGUESTFS_BACKEND", "direct")
-    if "LIBGUESTFS_BACKEND_SETTINGS" not in env and not kvm_runs_guests()[0]:
-        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
-    return env
 
 
 def run_guestfish(disk: Path, script: str, readonly: bool, timeout: float = GUESTFISH_TIMEOUT_S) -> str:

@@ -139,7 +139,7 @@ def sensor_files(build: str, progress: Progress) -> tuple[Path, Path, Path]:
     cert = DRIVERS_BUILD / "windows" / "testcert" / "harness-test-signing.cer"
     wanted = (signed / "harnessflt.sys", signed / "harnessflt.inf", cert)
     if not all(p.is_file() for p in wanted):
-        progress(f"image: building the signed sensor: make -C drivers windows sign")
+        progress("image: building the signed sensor: make -C drivers windows sign")
         proc = subprocess.run(["make", "--no-print-directory", "-C", str(DRIVERS), "windows", "sign"],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
