@@ -19,7 +19,13 @@ takes every line after it, so the whole Oops is captured, until it ends:
 * or at `flush()` (end of input, end of the monitor's grace window): a
   report still inside its body is `corrupted` (truncated) unless it had
   already panicked (a pvpanic reset cuts the console right after the panic);
-* or after `max_report_lines` lines (`corrupted`).
+* or after `max_report_lines` lines or `max_report_chars` characters
+  (`corrupted`): a guest that floods the console inside a report cannot make
+  the parser hold more than that;
+* a WARNING still inside its body ends (`corrupted`) at a crash start other
+  than `Kernel panic`: a warning whose end never came (cut, or text that only
+  looks like one) must not swallow the crash that follows and lend it its
+  title.
 
 Supported report starts (kind -> title):
 
@@ -53,6 +59,8 @@ line is a crash start and joins the WARNING's report, which becomes a crash
 titled `WARNING in F` with `panic=True`.  Pass `include_warnings=True` to get
 the non-fatal ones from `reports()` as well.  Hung tasks, lockups and Oopses
 that the kernel survives (no `oops=panic`) are crashes, as in syzkaller.
+Unread WARNINGs are kept up to MAX_UNREAD_WARNINGS (the oldest are dropped), so
+a console full of them costs bounded memory when nobody asks.
 
 Streaming: `reports()` and `flush()` hand each completed report out once
 (what completed since the last call), so a caller that polls after every line
@@ -174,6 +182,9 @@ TRUNCATED = "truncated: the console output ended before the report did"
 CUT_BY_BOOT = "truncated: the next boot began before the report ended"
 NO_FUNCTION = "no faulting function: no kernel RIP line and no usable stack frame"
 TOO_LONG = "report longer than {n} lines without an end marker; cut there"
+TOO_BIG = "report longer than {n} characters without an end marker; cut there"
+CUT_BY_CRASH = "truncated: a crash report began before the warning ended"
+MAX_UNREAD_WARNINGS = 64
 
 
 def strip_console_prefix(line: str) -> str:
@@ -205,6 +216,7 @@ class _Pending:
     head: str                                   # the start line, from its head on
     head_fields: dict[str, str | None]          # what classify() read from it
     lines: list[tuple[int, str]] = field(default_factory=list)
+    chars: int = 0                              # characters in lines (and unrelated)
     state: _State = _State.BODY
     panic: bool = False
     expects_end_trace: bool = False
@@ -215,6 +227,7 @@ class _Pending:
             self.lines.extend(self.unrelated)
             self.unrelated.clear()
         self.lines.append((lineno, body))
+        self.chars += len(body)
 
 
 def classify(head: str) -> tuple[str, dict[str, str | None]]:
@@ -234,12 +247,14 @@ class LinuxConsoleParser:
     `flush()` at end of input or when the monitor's grace window runs out."""
 
     def __init__(self, *, include_warnings: bool = False, tail_window: int = 20,
-                 max_report_lines: int = 2000) -> None:
+                 max_report_lines: int = 2000, max_report_chars: int = 1 << 20) -> None:
         self.include_warnings = include_warnings
         self.tail_window = tail_window
         self.max_report_lines = max_report_lines
+        self.max_report_chars = max_report_chars
         self._reports: list[CrashReport] = []      # completed, not yet handed out
-        self._warnings: list[CrashReport] = []     # the same for non-fatal WARNINGs
+        # the same for non-fatal WARNINGs, the newest MAX_UNREAD_WARNINGS
+        self._warnings: deque[CrashReport] = deque(maxlen=MAX_UNREAD_WARNINGS)
         self._current: _Pending | None = None
         # The last few lines outside any report: a "cut here" line before a
         # WARNING or kernel BUG belongs to it.
@@ -269,7 +284,8 @@ class LinuxConsoleParser:
     def warnings(self) -> list[CrashReport]:
         """WARNING reports that no panic followed (not crashes), completed since
         the last call; each is handed out once."""
-        done, self._warnings = self._warnings, []
+        done = list(self._warnings)
+        self._warnings.clear()
         return done
 
     def flush(self) -> list[CrashReport]:
@@ -298,13 +314,19 @@ class LinuxConsoleParser:
             return
         body = strip_console_prefix(line)
         if current.state is _State.BODY:
-            self._feed_body(current, body, lineno)
+            self._feed_body(current, line, body, lineno)
         else:
             self._feed_tail(current, line, body, lineno)
 
     # -- states --
 
-    def _feed_body(self, current: _Pending, body: str, lineno: int) -> None:
+    def _feed_body(self, current: _Pending, line: str, body: str, lineno: int) -> None:
+        if current.kind == "warning" and not current.panic and not _PANIC_RE.match(body):
+            crash = _START_RE.search(line)
+            if crash is not None:
+                self._finish(CUT_BY_CRASH)
+                self._open(line, crash, lineno)
+                return
         current.add(lineno, body)
         if _FINAL_RE.match(body):
             self._finish(None)
@@ -318,6 +340,8 @@ class LinuxConsoleParser:
             current.state = _State.TAIL
         if self._current is current and len(current.lines) >= self.max_report_lines:
             self._finish(TOO_LONG.format(n=self.max_report_lines))
+        elif self._current is current and current.chars >= self.max_report_chars:
+            self._finish(TOO_BIG.format(n=self.max_report_chars))
 
     def _feed_tail(self, current: _Pending, line: str, body: str, lineno: int) -> None:
         if _PANIC_RE.match(body):
@@ -336,6 +360,7 @@ class LinuxConsoleParser:
                 self._open(line, match, lineno)
                 return
             current.unrelated.append((lineno, body))
+            current.chars += len(body)
             self._recent.append((lineno, line))
             if len(current.unrelated) > self.tail_window:
                 self._finish(None)

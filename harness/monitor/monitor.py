@@ -16,6 +16,10 @@ Rules, for the window since `start_window()`:
   hang              no console output and no event for the hang timeout, or
                     no verdict by the deadline
   infra-error       the domain stopped without a crash, or libvirt went away
+
+Memory does not grow with the console's volume: a line is judged and dropped
+(the crash parser keeps bounded reports), and the per-boot lists of loaded and
+rejected files keep their first MAX_LISTED entries.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from dataclasses import dataclass, field
 from ..crash.report import CrashReport
 from ..families import Family
 from .verdict import BootSummary, Verdict, VerdictName
+
+MAX_LISTED = 256  # loaded / rejected files kept per boot (a guest may print such lines forever)
 
 
 @dataclass
@@ -123,9 +129,11 @@ class Monitor:
             boot.sensor = "loaded" if hit else "skipped"
             boot.sensor_t = t
         elif hit := m.file_loaded.search(line):
-            boot.loaded.append(hit["name"])
+            if len(boot.loaded) < MAX_LISTED:
+                boot.loaded.append(hit["name"])
         elif hit := m.file_rejected.search(line):
-            boot.rejected.append((t, hit["name"], hit["reason"].strip()))
+            if len(boot.rejected) < MAX_LISTED:
+                boot.rejected.append((t, hit["name"], hit["reason"].strip()))
         elif m.boot_complete.search(line):
             boot.complete_t = t
         elif m.ssh_ready.search(line):
