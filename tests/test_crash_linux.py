@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness.crash import CrashReport, LinuxConsoleParser, is_crash_start, normalize_title, parse_reports
-from harness.crash.linux import CUT_BY_BOOT, NO_FUNCTION, TRUNCATED, classify
+from harness.crash.linux import (CUT_BY_BOOT, CUT_BY_CRASH, MAX_UNREAD_WARNINGS, NO_FUNCTION, TOO_BIG, TRUNCATED,
+                                 classify)
 
 LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs" / "linux"
 
@@ -427,3 +428,57 @@ def test_a_report_serialises_to_json_with_room_for_windows_fields() -> None:
     assert (data["stop_code"], data["stop_name"], data["parameters"]) == (None, None, [])
     assert set(data) >= {"title", "kind", "function", "module", "ip", "address", "call_trace", "panic",
                          "text", "first_line", "last_line", "corrupted", "corrupted_reason", "family"}
+
+
+# --- a guest that floods the console --------------------------------------------
+
+def test_a_warning_that_never_ends_does_not_lend_its_title_to_the_crash_after_it() -> None:
+    """A guest printed a WARNING-looking line and no end; the real CF-291 crash follows."""
+    log = lines_of(read_log("cf291-field21-vulnerable.log"))
+    first = line_number_of("\n".join(log), "BUG: unable to handle page fault") - 1
+    crash = "\n".join(log[first - 3:])  # the sensor's last lines, then the oops
+    text = "\n".join(["------------[ cut here ]------------",
+                      "WARNING: CPU: 0 PID: 1 at drivers/flood/flood.c:42 flood_warn+0x1/0x2",
+                      *(["flood " + "A" * 70] * 50), crash])
+    parser = stream(text)
+    (report,) = parser.flush()
+    assert report.title == "BUG: unable to handle page fault in chf_match_criterion"
+    assert "flood" not in report.text
+    (warning,) = parser.warnings()
+    assert warning.title == "WARNING in flood_warn" and not warning.fatal
+    assert warning.corrupted_reason == CUT_BY_CRASH
+
+
+def test_a_report_flooded_with_text_is_cut_at_max_report_chars() -> None:
+    parser = LinuxConsoleParser(max_report_chars=100_000)
+    parser.feed_line("WARNING: CPU: 0 PID: 1 at drivers/flood/flood.c:42 flood_warn+0x1/0x2", 1)
+    for number in range(2, 200):
+        parser.feed_line("B" * 4000, number)
+    (warning,) = parser.warnings()
+    assert warning.corrupted_reason == TOO_BIG.format(n=100_000)
+    assert 100_000 <= len(warning.text) < 110_000
+
+
+def test_unread_warnings_are_kept_up_to_a_bound() -> None:
+    parser = LinuxConsoleParser()
+    for number in range(0, 3 * MAX_UNREAD_WARNINGS * 2, 2):
+        parser.feed_line(f"WARNING: CPU: 0 PID: 1 at x.c:{number} flood_{number}+0x1/0x2", number)
+        parser.feed_line("---[ end trace 0000000000000000 ]---", number + 1)
+    assert parser.flush() == []
+    kept = parser.warnings()
+    assert len(kept) == MAX_UNREAD_WARNINGS
+    assert kept[-1].title == f"WARNING in flood_{3 * MAX_UNREAD_WARNINGS * 2 - 2}"  # the newest
+    assert parser.warnings() == []
+
+
+@pytest.mark.parametrize("line", [
+    "flood: BUG: unable to handle page fault for address: 0000000000000000",
+    "flood: Kernel panic - not syncing: only quoted",
+    "Oops, said the flood",
+    "Call Trace:",
+    "RIP: 0010:flood_fake_rip+0x0/0x10",
+    "---[ end trace 0000000000000000 ]---",
+])
+def test_crash_words_in_the_middle_of_a_line_or_without_their_head_start_no_report(line: str) -> None:
+    assert not is_crash_start(line)
+    assert parse_reports(line + "\n" + line) == []

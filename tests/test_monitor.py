@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import tracemalloc
+
 from harness.families.linux import LinuxFamily
 from harness.monitor.monitor import Monitor
+from harness.vm.console import CONTINUED, MAX_LINE, ConsoleBuffer, LineSplitter
 
 BANNER = "[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)"
 HEALTHY = [BANNER, "HARNESS-BOOT-START mode=normal sensor=vulnerable",
@@ -68,3 +72,75 @@ def test_after_an_online_update_only_what_follows_is_judged() -> None:
                        "HARNESS-SENSOR-RELOADED build=hardened files=2 loaded=1 rejected=1"], t + 2)
     verdict = monitor.decide(t, hang_timeout=30)
     assert verdict is not None and verdict.verdict == "content-rejected"
+
+
+# --- what the console reader hands the monitor when a guest floods it -------------------
+
+def monitor_behind_a_splitter() -> tuple[Monitor, LineSplitter, list[float]]:
+    monitor = Monitor(LinuxFamily())
+    clock = [0.0]
+
+    def on_line(line: str) -> None:
+        clock[0] += 0.001
+        monitor.observe_line(line, clock[0])
+
+    return monitor, LineSplitter(on_line), clock
+
+
+def test_a_crash_glued_to_the_end_of_an_unterminated_flood_reaches_the_monitor_whole() -> None:
+    """The kernel does not know the tty's column: its first oops line lands on the end of
+    whatever user space left without a newline, here 100 KB of it."""
+    monitor, splitter, clock = monitor_behind_a_splitter()
+    splitter.feed("\n".join(HEALTHY).encode() + b"\n")
+    splitter.feed(b"QUJD" * 25_000)
+    oops = ["[   41.000001] " + line for line in OOPS]
+    splitter.feed(("\r\n".join(oops) + "\r\n").encode())
+    monitor.observe_event("lifecycle:crashed:panicked", clock[0])
+    verdict = monitor.decide(clock[0] + 0.5, hang_timeout=30, final=True)
+    assert verdict is not None and verdict.verdict == "crashed", verdict
+    assert verdict.crash is not None
+    assert verdict.crash.title == "BUG: unable to handle page fault in chf_match_criterion"
+
+
+def test_a_crash_head_where_the_harness_cut_an_overlong_line_is_no_crash() -> None:
+    lines: list[str] = []
+    splitter = LineSplitter(lines.append)
+    filler = "x" * (MAX_LINE - len(CONTINUED))  # the first piece ends here, the next begins with "BUG: "
+    splitter.feed((filler + "BUG: unable to handle page fault for address: 0" + "y" * 9000 + "\n").encode())
+    assert all(len(line) <= MAX_LINE for line in lines)
+    assert lines[0] == filler and all(line.startswith(CONTINUED) for line in lines[1:])
+    monitor = Monitor(LinuxFamily())
+    feed(monitor, HEALTHY + lines, 0.0)
+    assert not monitor.boots[-1].crashed
+
+
+def test_the_monitor_holds_no_more_memory_after_megabytes_of_console_lines() -> None:
+    """Short lines, a 70 KB line, and WARNING lines that never end, over and over: what the
+    monitor and its parser keep (open report, unread warnings) reaches its bound and stays."""
+    monitor, splitter, _clock = monitor_behind_a_splitter()
+    splitter.feed("\n".join(HEALTHY).encode() + b"\n")
+    chunk = (b"A" * 75 + b"\n") * 500 + b"B" * 70_000 + b"\n" + b"WARNING: CPU: 0 PID: 1 at f.c:1 w+0x1/0x2\n"
+    tracemalloc.start()
+    try:
+        for _ in range(80):  # fill the bounded parts (16 unread warnings of 512 KiB at most)
+            splitter.feed(chunk)
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(40):  # 4.4 MB more
+            splitter.feed(chunk)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000, f"the monitor grew by {grown} bytes over 4.4 MB of console"
+    assert not monitor.boots[-1].crashed
+
+
+def test_the_console_buffer_keeps_a_bounded_tail_with_absolute_offsets() -> None:
+    buffer = ConsoleBuffer(keep_bytes=10_000)
+    for number in range(20_000):
+        buffer.append(f"line {number}\n")
+    assert buffer.end == sum(len(f"line {n}\n") for n in range(20_000))
+    assert 10_000 <= len(buffer.text) <= 10_000 + 4096 and buffer.text.endswith("line 19999\n")
+    match = buffer.search(re.compile(r"line 1999\d"), buffer.start, timeout=0)
+    assert match is not None and buffer.text[match.start():match.end()] == match.group()
+    assert buffer.search(re.compile(r"line 5\n"), buffer.start, timeout=0) is None  # dropped long ago
+    assert buffer.tail(11) == "line 19999\n"

@@ -184,7 +184,7 @@ NO_FUNCTION = "no faulting function: no kernel RIP line and no usable stack fram
 TOO_LONG = "report longer than {n} lines without an end marker; cut there"
 TOO_BIG = "report longer than {n} characters without an end marker; cut there"
 CUT_BY_CRASH = "truncated: a crash report began before the warning ended"
-MAX_UNREAD_WARNINGS = 64
+MAX_UNREAD_WARNINGS = 16
 
 
 def strip_console_prefix(line: str) -> str:
@@ -247,7 +247,7 @@ class LinuxConsoleParser:
     `flush()` at end of input or when the monitor's grace window runs out."""
 
     def __init__(self, *, include_warnings: bool = False, tail_window: int = 20,
-                 max_report_lines: int = 2000, max_report_chars: int = 1 << 20) -> None:
+                 max_report_lines: int = 2000, max_report_chars: int = 512 << 10) -> None:
         self.include_warnings = include_warnings
         self.tail_window = tail_window
         self.max_report_lines = max_report_lines

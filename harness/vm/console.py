@@ -30,7 +30,7 @@ import libvirt
 
 MAX_LINE = 4096  # characters of one line handed to the monitor
 TAIL_KEEP = 2048  # the end of an overlong line is kept whole (a kernel line is < 1024)
-CONTINUED = "\u2026"  # "…": this piece continues a console line cut by the harness
+CONTINUED = "..."  # this piece continues a console line cut by the harness (ASCII: 1 byte a char)
 SEARCH_OVERLAP = 8192  # a match of expect() must fit in this many characters (see search)
 
 
@@ -177,7 +177,7 @@ class LineSplitter:
         """Hand on the front of an overlong unterminated line, keeping its last tail_keep chars."""
         held = "".join(self._partial)
         cut = len(held) - self.tail_keep
-        step = self.max_line - 1  # room for the CONTINUED mark
+        step = self.max_line - len(CONTINUED)  # room for the mark
         for begin in range(0, cut, step):
             self._hand_on(held[begin:min(begin + step, cut)])
         rest = held[cut:]
