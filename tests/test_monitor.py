@@ -144,3 +144,13 @@ def test_the_console_buffer_keeps_a_bounded_tail_with_absolute_offsets() -> None
     assert match is not None and buffer.text[match.start():match.end()] == match.group()
     assert buffer.search(re.compile(r"line 5\n"), buffer.start, timeout=0) is None  # dropped long ago
     assert buffer.tail(11) == "line 19999\n"
+
+
+def test_a_log_that_begins_mid_boot_still_counts_the_boots_after_its_first_crash() -> None:
+    """virtlogd rotated the start of the boot away: the saved serial.log begins in a flood."""
+    monitor = Monitor(LinuxFamily(), boot_loop_threshold=2)
+    t = feed(monitor, ["QUJDRA" * 12] * 3 + OOPS + ["Rebooting in 1 seconds.."], 0.0)
+    t = feed(monitor, HEALTHY[:2] + OOPS + ["Rebooting in 1 seconds.."], t)
+    verdict = monitor.decide(t, hang_timeout=30, final=True)
+    assert verdict is not None and verdict.verdict == "boot-loop", verdict.one_line()
+    assert verdict.crashing_boots == 2

@@ -112,7 +112,9 @@ class Monitor:
         crash_start = self.parser.is_crash_start(line)
         self.parser.feed_line(line, self.lineno)  # a banner ends the previous boot's report
         if m.boot_start.search(line):
-            if boot.banner:
+            # A banner after a crash is the next boot, even when this boot's own banner was
+            # never seen (a serial log that begins mid-boot: rotated by virtlogd, or cut).
+            if boot.banner or boot.crashed:
                 self._collect(boot)
                 self._finish_report(boot)
                 boot = Boot(boot.index + 1, t)

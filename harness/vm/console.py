@@ -31,6 +31,7 @@ import libvirt
 MAX_LINE = 4096  # characters of one line handed to the monitor
 TAIL_KEEP = 2048  # the end of an overlong line is kept whole (a kernel line is < 1024)
 CONTINUED = "..."  # this piece continues a console line cut by the harness (ASCII: 1 byte a char)
+RECV_MIN, RECV_MAX = 4096, 256 << 10  # bytes asked of the stream per read (adapts in between)
 SEARCH_OVERLAP = 8192  # a match of expect() must fit in this many characters (see search)
 
 
@@ -221,10 +222,17 @@ class ConsoleReader:
 
     def _run(self) -> None:
         try:
+            size = RECV_MIN
             while True:
-                data = self.stream.recv(65536)
+                data = self.stream.recv(size)
                 if isinstance(data, int) or not data:  # -2 is EAGAIN (non-blocking only); b"" is EOF
                     break
+                # libvirt-python allocates (and zeroes) `size` bytes per call, and under a flood
+                # the stream delivers a few dozen bytes at a time: ask for what is coming.
+                if len(data) == size:
+                    size = min(size * 2, RECV_MAX)
+                elif len(data) < size // 8:
+                    size = max(size // 2, RECV_MIN)
                 self.bytes_read += len(data)
                 self.buffer.append(self.splitter.feed(data))
         except libvirt.libvirtError as exc:
