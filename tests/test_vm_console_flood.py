@@ -12,11 +12,12 @@ The Machine runs in a child process (this file run as a script), so its memory i
 the test samples the child's RSS from /proc while it runs, and the child reports its peak
 (VmHWM) when it is done.
 
-Speed: the emulated 16550 moves each byte through QEMU (one write to the pty and one to
-virtlogd's pipe), libvirtd and this process; under software emulation here that is about
-0.05-0.1 MB/s, so 100 MB takes 20-30 minutes. CI floods FLOOD_MB (3 MB: more than the
-harness's 1 MiB console tail and than virtlogd's 2 MB log rotation); the full 100 MB runs
-with HARNESS_FULL_FLOOD=1.
+Speed: the emulated 16550 moves each byte alone through QEMU (one write to the pty and one to
+virtlogd's pipe), virtlogd, libvirtd and this process. On this 2-core host under software
+emulation that is CPU-bound at about 0.1 MB/s (measured per byte: QEMU 6.6 us, virtlogd 2.5,
+libvirtd 1.9, harness 3.1), so 100 MB takes about 16 minutes. CI floods FLOOD_MB (3 MB: more
+than the harness's 1 MiB console tail and than virtlogd's 2 MB log rotation, about 30 s); the
+full 100 MB runs with HARNESS_FULL_FLOOD=1.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ printf '%s' FLOOD-END-WITHOUT-NEWLINE > $tty
     FLOOD_MB,
     pytest.param(FULL_FLOOD_MB, marks=pytest.mark.skipif(
         os.environ.get("HARNESS_FULL_FLOOD") != "1",
-        reason="100 MB through the emulated serial port takes 20-30 min under software emulation "
-               "(about 0.05-0.1 MB/s here): set HARNESS_FULL_FLOOD=1")),
+        reason="100 MB through the emulated serial port takes about 16 min under software "
+               "emulation (0.1 MB/s here): set HARNESS_FULL_FLOOD=1")),
 ])
 def test_a_guest_that_floods_its_console_still_loops_on_cf291_and_the_harness_stays_small(
         megabytes: int, pytestconfig: pytest.Config, reference_guest: Any, harness_run_id: str,
