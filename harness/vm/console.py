@@ -227,8 +227,8 @@ class ConsoleReader:
                 data = self.stream.recv(size)
                 if isinstance(data, int) or not data:  # -2 is EAGAIN (non-blocking only); b"" is EOF
                     break
-                # libvirt-python allocates (and zeroes) `size` bytes per call, and under a flood
-                # the stream delivers a few dozen bytes at a time: ask for what is coming.
+                # libvirt-python allocates `size` bytes per call, and under a flood the stream
+                # delivers a few dozen bytes at a time: ask for about what is coming.
                 if len(data) == size:
                     size = min(size * 2, RECV_MAX)
                 elif len(data) < size // 8:
