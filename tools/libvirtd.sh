@@ -7,6 +7,7 @@ set -euo pipefail
 
 URI=${HARNESS_LIBVIRT_URI:-qemu:///system}
 WAIT_S=${LIBVIRTD_WAIT_S:-30}
+CONF="$(cd "$(dirname "$0")" && pwd)/virtlogd.conf"
 say() { printf 'libvirtd: %s\n' "$*"; }
 
 running() { [ -f "/run/$1.pid" ] && kill -0 "$(cat "/run/$1.pid")" 2>/dev/null; }
@@ -18,8 +19,17 @@ start() {
     say "not root: cannot start the system daemons; ask an admin, or run as root"
     exit 1
   fi
+  if running virtlogd && ! grep -qaF "tools/virtlogd.conf" "/proc/$(cat /run/virtlogd.pid)/cmdline"; then
+    if pgrep -f qemu-system-x86_64 >/dev/null; then
+      say "virtlogd runs without $CONF (serial logs roll over at 2 MiB); QEMU is running, so it is left alone: restart it with tools/libvirtd.sh stop; tools/libvirtd.sh start"
+    else
+      say "restarting virtlogd with $CONF (serial logs roll over at 128 MiB, not 2 MiB)"
+      kill "$(cat /run/virtlogd.pid)"
+      for _ in $(seq 50); do running virtlogd || break; sleep 0.1; done
+    fi
+  fi
   if running virtlogd; then say "virtlogd running (pid $(cat /run/virtlogd.pid))"
-  else say "starting virtlogd"; virtlogd -d; fi
+  else say "starting virtlogd ($CONF)"; virtlogd -d -f "$CONF"; fi
   if running libvirtd; then say "libvirtd running (pid $(cat /run/libvirtd.pid))"
   else say "starting libvirtd (the first start probes QEMU's capabilities: ~10 s)"; libvirtd -d; fi
   local deadline=$((SECONDS + WAIT_S))
