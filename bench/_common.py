@@ -33,6 +33,7 @@ if str(REPO) not in sys.path:
 
 import libvirt  # noqa: E402
 
+import harness.guest.linux_backend as backend_mod  # noqa: E402
 import harness.vm.machine as machine_mod  # noqa: E402
 from harness.artifacts import default_root, new_run_id  # noqa: E402
 from harness.config import Profile, Timeouts  # noqa: E402
@@ -459,21 +460,24 @@ def _timed_class(phase: str, cls: type, closer: str, close_phase: str) -> Callab
 
 @contextmanager
 def instrumented() -> Iterator[Recorder]:
-    """Wrap the names harness.vm.machine calls during boot() and close(); undone on exit."""
-    names = {"build_data_disk": "build_data_disk", "render": "render_xml", "write_atomic": "write_domain_xml"}
-    saved = {n: getattr(machine_mod, n) for n in [*names, "open_connection", "EventRecorder", "ConsoleReader"]}
+    """Wrap the names the Machine and its Linux backend call during boot() and close(); undone
+    on exit."""
+    plain = [(backend_mod, "build_data_disk", "build_data_disk"), (backend_mod, "render", "render_xml"),
+             (machine_mod, "write_atomic", "write_domain_xml")]
+    wrapped = [(machine_mod, n) for n in ("open_connection", "EventRecorder", "ConsoleReader")]
+    saved = {(mod, attr): getattr(mod, attr) for mod, attr in [*((m, a) for m, a, _ in plain), *wrapped]}
     try:
-        for attr, phase in names.items():
-            setattr(machine_mod, attr, _timed(phase, saved[attr]))
-        machine_mod.EventRecorder = _timed_class("event_recorder", saved["EventRecorder"], "close",
+        for mod, attr, phase in plain:
+            setattr(mod, attr, _timed(phase, saved[(mod, attr)]))
+        machine_mod.EventRecorder = _timed_class("event_recorder", saved[(machine_mod, "EventRecorder")], "close",
                                                  "close:events.close")
-        machine_mod.ConsoleReader = _timed_class("console_open", saved["ConsoleReader"], "stop",
+        machine_mod.ConsoleReader = _timed_class("console_open", saved[(machine_mod, "ConsoleReader")], "stop",
                                                  "close:console.stop")
         machine_mod.open_connection = _timed_open_connection
         yield REC
     finally:
-        for attr, value in saved.items():
-            setattr(machine_mod, attr, value)
+        for (mod, attr), value in saved.items():
+            setattr(mod, attr, value)
 
 
 @dataclasses.dataclass
