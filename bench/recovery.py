@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c  # noqa: E402
+import harness.guest.linux_backend as backend_mod  # noqa: E402
 import harness.recovery as recovery_mod  # noqa: E402
 from harness.guest.linux_ref import build_data_disk  # noqa: E402
 from harness.recovery import RECOVERY_PATHS, RecoveryResult  # noqa: E402
@@ -91,7 +92,7 @@ class RecoverySample:
 @contextmanager
 def recover_timed(m: c.Machine) -> Iterator[list[tuple[str, float, float]]]:
     """Time the calls recover() makes: Machine.destroy/boot/wait_verdict/wait_recovery_env on
-    this instance, and build_recovery_medium/read_content_dir in harness.recovery.  Yields the
+    this instance, and build_recovery_medium/read_content_dir in the Linux backend.  Yields the
     list of (name, start, end) it fills; everything is put back on exit."""
     calls: list[tuple[str, float, float]] = []
 
@@ -106,18 +107,18 @@ def recover_timed(m: c.Machine) -> Iterator[list[tuple[str, float, float]]]:
 
     methods = ["destroy", "boot", "wait_verdict", "wait_recovery_env"]
     functions = ["build_recovery_medium", "read_content_dir"]
-    saved = {n: getattr(recovery_mod, n) for n in functions}
+    saved = {n: getattr(backend_mod, n) for n in functions}
     try:
         for n in methods:  # instance attributes: recover() calls machine.<n>()
             setattr(m, n, wrap(n, getattr(m, n)))
         for n in functions:
-            setattr(recovery_mod, n, wrap(n, saved[n]))
+            setattr(backend_mod, n, wrap(n, saved[n]))
         yield calls
     finally:
         for n in methods:
             m.__dict__.pop(n, None)
         for n, fn in saved.items():
-            setattr(recovery_mod, n, fn)
+            setattr(backend_mod, n, fn)
 
 
 def split_steps(calls: list[tuple[str, float, float]], t_call: float, t_ret: float) -> dict[str, float]:
@@ -244,8 +245,8 @@ def warm_up_recovery(setup: c.Setup) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-recovery-warm-") as tmp:
         disk = Path(tmp) / "disk.img"
         build_data_disk(disk, {BAD_NAME: c.CF291})
-        recovery_mod.read_content_dir(disk)
-        recovery_mod.build_recovery_medium(Path(tmp) / "medium.img", recovery_mod.SAMPLE_SCRIPT,
+        backend_mod.read_content_dir(disk)
+        backend_mod.build_recovery_medium(Path(tmp) / "medium.img", backend_mod.SAMPLE_SCRIPT,
                                            recovery_mod.bad_update_list({BAD_NAME: c.CF291}))
 
 
