@@ -159,23 +159,23 @@ def test_guest_agent_runs_commands_and_delivers_content_the_sensor_loads(vm: Mac
     vm.install_content({GOOD_NAME: GOOD})
     vm.boot()
     assert vm.wait_verdict().verdict == "healthy"
-    agent = GuestAgent(vm.dom, timeout=10, crash_probe=machine_crash_probe(vm))
+    agent = GuestAgent(vm.dom, timeout=30, crash_probe=machine_crash_probe(vm))
     waited = agent.wait_connected(timeout=30)
     agent.ping()
     agent.sync()
 
-    build = agent.exec("/bin/cat", ["/sys/module/harness_sensor/parameters/build"], timeout=10)
+    build = agent.exec("/bin/cat", ["/sys/module/harness_sensor/parameters/build"], timeout=30)
     assert (build.rc, build.stdout, build.stderr) == (0, b"vulnerable\n", b"")
-    failing = agent.exec("/bin/sh", ["-c", "echo out; echo 'it''s bad' >&2; exit 7"], timeout=10)
+    failing = agent.exec("/bin/sh", ["-c", "echo out; echo 'it''s bad' >&2; exit 7"], timeout=30)
     assert (failing.rc, failing.stdout, failing.stderr) == (7, b"out\n", b"its bad\n")
-    fed = agent.exec("/bin/cat", stdin=b"through stdin\n", timeout=10)
+    fed = agent.exec("/bin/cat", stdin=b"through stdin\n", timeout=30)
     assert fed.stdout == b"through stdin\n"
 
     # A content update through the agent alone: the file, then the sensor's reload knob.
     since = vm.buffer.end
     agent.put_file(f"/data/content/{UPDATE_NAME}", GOOD)
     assert agent.read_file(f"/data/content/{UPDATE_NAME}") == GOOD
-    listing = agent.exec("/bin/ls", ["/data/content"], timeout=10).text().split()
+    listing = agent.exec("/bin/ls", ["/data/content"], timeout=30).text().split()
     assert listing == sorted([GOOD_NAME, UPDATE_NAME])  # no .part file left behind
     agent.write_file(RELOAD, b"1\n")
     vm.expect(rf"harness_sensor: {UPDATE_NAME}: loaded", timeout=20, since=since)
@@ -185,7 +185,7 @@ def test_guest_agent_runs_commands_and_delivers_content_the_sensor_loads(vm: Mac
     t0 = time.monotonic()
     with pytest.raises(GuestExecTimeout, match=r"guest-exec /bin/sleep 30 \(pid \d+\) did not end within 1 s"):
         agent.exec("/bin/sleep", ["30"], timeout=1)
-    assert time.monotonic() - t0 < 8
+    assert time.monotonic() - t0 < 20  # the 1 s deadline, not the command's 30 s (slack: a loaded CI host)
     with pytest.raises(GuestAgentError, match="guest-file-open /nonexistent/x"):
         agent.read_file("/nonexistent/x")
     print(f"\n[agent] connected {waited:.2f} s after the verdict")

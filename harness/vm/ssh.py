@@ -62,32 +62,11 @@ class SshSession:
         transport.set_keepalive(5)
 
     def run(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
-        """Run one command; each channel is closed before the next opens (dropbear needs it)."""
-        limit = timeout or self.timeout
-        transport = self.client.get_transport()
-        if transport is None or not transport.is_active():
-            raise InfraError(f"ssh session is closed (command: {command})")
-        chan = transport.open_session(timeout=limit)
-        try:
-            chan.settimeout(limit)
-            chan.exec_command(command)
-            if stdin:
-                chan.sendall(stdin)
-            chan.shutdown_write()
-            out, err = bytearray(), bytearray()
-            while True:
-                data = chan.recv(65536)
-                if not data:
-                    break
-                out += data
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-            rc = chan.recv_exit_status()
-        except socket.timeout:
-            raise CommandFailed(f"ssh command timed out after {limit:.0f} s: {command}") from None
-        finally:
-            chan.close()
-        return CommandResult(command, rc, out.decode(errors="replace"), err.decode(errors="replace"))
+        """Run one command: exit code, stdout, stderr, at most `timeout` seconds (transport.py;
+        a channel at a time, which dropbear needs)."""
+        from .transport import SshTransport
+
+        return SshTransport(self, timeout=self.timeout).run(command, stdin=stdin, timeout=timeout)
 
     def close(self) -> None:
         self.client.close()
