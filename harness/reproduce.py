@@ -12,7 +12,7 @@ from .artifacts import default_root, new_run_id, test_dir, write_atomic
 from .config import Profile
 from .content.files import read_content_file
 from .content.format import FILE_NAME, file_name
-from .errors import InfraError, InputFileError
+from .errors import ConfigError, InfraError, InputFileError
 from .guest.linux_ref import build_reference_guest
 from .monitor.verdict import Verdict
 from .vm.machine import Machine, MachineSpec
@@ -60,10 +60,9 @@ def reproduce(content: Path, profile: Profile, sensor: str | None = None, artifa
     if recovery_script is not None and not recovery_script.is_file():
         raise InputFileError(f"{recovery_script}: no such recovery script")
     name = guest_file_name(content)
-    guest = build_reference_guest(progress=lambda msg: say(msg))
+    guest, build = _guest(profile, sensor, say)
     run_id = new_run_id()
     root = artifacts_root or default_root()
-    build = sensor or profile.sensor
     rerun = f"harness reproduce {content} --profile {profile.name} --sensor {build}" + (
         f" --recover {','.join(recover_paths)}" if recover_paths else "")
     for attempt in (1, 2):
@@ -102,6 +101,22 @@ def reproduce(content: Path, profile: Profile, sensor: str | None = None, artifa
             machine.close(keep=keep)
         return result
     raise AssertionError("unreachable")
+
+
+def _guest(profile: Profile, sensor: str | None, say: Progress) -> tuple[Any, str]:
+    """What the profile's machines boot, and the sensor build they run: the reference guest
+    (either build), or a Windows golden image (the build installed in it)."""
+    if profile.family != "windows":
+        return build_reference_guest(progress=lambda msg: say(msg)), sensor or profile.sensor
+    from .windows.domain import EDITIONS, check_host
+    from .windows.golden import load_golden
+
+    golden = load_golden(Path(profile.image), profile.edition)
+    check_host(tpm=EDITIONS[golden.edition].tpm)
+    if sensor is not None and sensor != golden.sensor:
+        raise ConfigError(f"{golden.image}: the image has the {golden.sensor} sensor, not {sensor}: build an "
+                          f"image with `harness image build windows --sensor {sensor}` and point the profile at it")
+    return golden, golden.sensor
 
 
 def _recover_copy(looping: Machine, path: str, script: Path | None, root: Path, run_id: str,
