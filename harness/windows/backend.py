@@ -172,6 +172,8 @@ class WindowsBackend:
         from .recovery_plan import finish_windows_recovery
 
         finish_windows_recovery(self.overlay(machine), path)
+        if self.medium is not None and machine.profile.bitlocker_password_file:
+            self.medium.unlink(missing_ok=True)  # it holds the recovery password: not an artifact to keep
         self.medium = None
         self.recovery_path = None
 
