@@ -92,3 +92,15 @@ def test_a_windows_profile_without_an_image_names_the_key_and_the_command(tmp_pa
         load_profiles(config)
     config.write_text("profiles:\n  win11:\n    family: windows\n    image: images/w.qcow2\n")
     assert dataclasses.asdict(load_profiles(config)["win11"])["image"] == str(tmp_path / "images" / "w.qcow2")
+
+
+def test_reproduce_on_a_windows_profile_runs_the_images_sensor_build(tmp_path: Path) -> None:
+    from harness.reproduce import _guest
+    from harness.windows.golden import WindowsGolden
+
+    profile = Profile(family="windows", edition="win11", image=str(golden(tmp_path)))
+    guest, build = _guest(profile, None, lambda _msg: None)  # OVMF: make setup installs it
+    assert isinstance(guest, WindowsGolden) and build == "vulnerable"
+    with pytest.raises(ConfigError, match=r"the image has the vulnerable sensor, not hardened: build an image "
+                                          r"with `harness image build windows --sensor hardened`"):
+        _guest(profile, "hardened", lambda _msg: None)
