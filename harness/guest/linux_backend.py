@@ -66,6 +66,9 @@ class LinuxBackend:
             on_reboot="restart", on_crash="restart", pvpanic=True,
             disks=disks, serial_log=str(machine.serial_log), ssh_port=machine.ssh_port)
 
+    def crash_lines(self, machine: Machine) -> list[str]:
+        return []  # the kernel's whole report is on the console
+
     def host_key(self, machine: Machine) -> Path:
         return self.guest.host_key_pub
 

@@ -51,6 +51,11 @@ class GuestBackend(Protocol):
         """The domain for a boot in `mode`: normal, safe or recovery."""
         ...
 
+    def crash_lines(self, machine: Machine) -> list[str]:
+        """Crash text the console does not carry, read at a CRASHED event (Windows: the domain
+        log's `panic hyper-v` line with the STOP code's parameters); usually none."""
+        ...
+
     def host_key(self, machine: Machine) -> Path:
         """The guest's SSH host public key, pinned for every session."""
         ...

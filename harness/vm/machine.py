@@ -135,13 +135,9 @@ class Machine:
 
     def _on_event(self, name: str, _entry: dict[str, Any]) -> None:
         if name.startswith("lifecycle:crashed"):
-            for line in self.backend_crash_lines():  # e.g. Windows' "panic hyper-v: arg1=..." line
+            for line in self.backend.crash_lines(self):  # e.g. Windows' "panic hyper-v: arg1=..." line
                 self._observe(Observation(self.now(), "console", line))
         self._observe(Observation(self.now(), "event", name))
-
-    def backend_crash_lines(self) -> list[str]:
-        lines = getattr(self.backend, "crash_lines", None)
-        return lines(self) if lines is not None else []
 
     def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
         self._observe(Observation(self.now(), "closed", f"connection closed (reason {reason})"))
@@ -205,8 +201,9 @@ class Machine:
         try:
             self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
             self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer, self.ports[0].device)
-            self.marker_readers = [ConsoleReader(self.conn, dom, self._on_marker_line, self.marker_buffer,
-                                                 port.device) for port in self.ports[1:]]
+            self.marker_readers = [
+                ConsoleReader(self.conn, dom, self._on_marker_line if port.markers_only else self._on_line,
+                              self.marker_buffer, port.device) for port in self.ports[1:]]
             with self.cond:
                 self.monitor.start_window(self.now(), new_boot=True)
             self.events.record("harness:start", {"mode": mode, "domain": self.name})
