@@ -35,7 +35,6 @@ from .golden import WindowsGolden
 if TYPE_CHECKING:
     from ..vm.machine import Machine
 
-CONTENT_DIR = "C:/Windows/System32/drivers/HarnessSensor"  # drivers/windows/harnessflt.c HS_CONTENT_DIR
 HOST_KEY_RE = re.compile(r"HARNESS-SSH-HOSTKEY (?P<type>[\w@.-]+) (?P<key>[A-Za-z0-9+/=]+)")
 # The driver reads its content directory when it loads: reloading it is unloading and
 # loading the minifilter (fltmc needs an elevated session, which the harness account has).
@@ -126,9 +125,13 @@ class WindowsBackend:
         return path
 
     def put_content_online(self, machine: Machine, name: str, data: bytes) -> None:
-        from ..vm.transport import sftp_put_atomic
+        from .powershell import content_path
 
-        sftp_put_atomic(machine.ssh(), f"{CONTENT_DIR}/{name}", data)
+        shell = machine.transport()  # a bugcheck during the transfer is reported as the bugcheck
+        try:
+            shell.put(data, content_path(name))  # /C:/Windows/... : Windows OpenSSH's SFTP names
+        finally:
+            shell.close()
 
     def reload_content(self, machine: Machine) -> None:
         from ..vm.transport import CrashDuringCommand
