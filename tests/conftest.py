@@ -7,8 +7,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from harness.windows.domain import Firmware
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,6 +32,17 @@ def run_harness(*args: str | Path, check: bool = False, timeout: float = 120) ->
     """Run the real `harness` command line, as a user would."""
     return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, check=check)
+
+
+@pytest.fixture
+def firmware(tmp_path: Path) -> "Firmware":
+    """Stand-in OVMF files: rendering and validating a Windows domain need no ovmf package."""
+    from harness.windows.domain import Firmware
+
+    code, template = tmp_path / "CODE.fd", tmp_path / "VARS.fd"
+    code.write_bytes(b"\0" * 4096)
+    template.write_bytes(b"V" * 4096)
+    return Firmware(code, template)
 
 
 pytest_plugins = ["pytester"]

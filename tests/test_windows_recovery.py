@@ -441,14 +441,6 @@ def test_the_backend_entry_point_builds_the_medium_from_the_media_the_user_names
 # ------------------------------------------------------------------ the recovery domain
 
 
-@pytest.fixture
-def firmware(tmp_path: Path) -> Firmware:
-    code, template = tmp_path / "CODE.fd", tmp_path / "VARS.fd"
-    code.write_bytes(b"\0" * 4096)
-    template.write_bytes(b"V" * 4096)
-    return Firmware(code, template)
-
-
 def _boots(xml: str) -> dict[tuple[str, str], str | None]:
     import xml.etree.ElementTree as ET
 

@@ -42,15 +42,6 @@ HV_KVM = ["relaxed", "vapic", "spinlocks", "vpindex", "synic", "stimer", "runtim
 
 
 @pytest.fixture
-def firmware(tmp_path: Path) -> Firmware:
-    """Stand-in firmware files: rendering and validating need no ovmf package."""
-    code, template = tmp_path / "CODE.fd", tmp_path / "VARS.fd"
-    code.write_bytes(b"\0" * 4096)
-    template.write_bytes(b"V" * 4096)
-    return Firmware(code, template)
-
-
-@pytest.fixture
 def disk(tmp_path: Path) -> Path:
     path = tmp_path / "disk.qcow2"
     path.write_bytes(b"QFI\xfb" + b"\0" * 508)
