@@ -45,6 +45,12 @@ Progress = Callable[[str], None]
 DOMAIN_LOG_DIR = Path("/var/log/libvirt/qemu")  # qemu:///system's per-domain logs
 
 
+def domain_log_path(uri: str, name: str) -> Path | None:
+    """libvirt's log of domain `name`, when it is on this machine (a local daemon); None for a
+    remote host, whose log stays there."""
+    return DOMAIN_LOG_DIR / f"{name}.log" if uri.startswith("qemu:///") else None
+
+
 @dataclass
 class MachineSpec:
     profile: Profile
@@ -272,19 +278,20 @@ class Machine:
 
     def expect(self, pattern: str, timeout: float = 30.0, since: int | None = None) -> re.Match[str]:
         """Wait for `pattern` on the console (from `since`, default: the start of the buffer)."""
-        match = self.buffer.search(re.compile(pattern), self.buffer.start if since is None else since, timeout)
-        if match is None:
-            raise ConsoleTimeout(f"console did not show {pattern!r} within {timeout:.0f} s; last output:\n"
-                                 f"{self.buffer.tail(1500)}", self.artifacts)
-        return match
+        return self._expect(self.buffer, "console", re.compile(pattern), timeout, since)
 
     def expect_marker(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
         """Wait for `pattern` on the marker ports (COM2), or on the console when there are none."""
-        buffer = self.marker_buffer if self.ports[1:] else self.buffer
-        match = buffer.search(pattern, buffer.start, timeout)
+        if self.ports[1:]:
+            return self._expect(self.marker_buffer, "the marker port", pattern, timeout)
+        return self._expect(self.buffer, "console", pattern, timeout)
+
+    def _expect(self, buffer: ConsoleBuffer, what: str, pattern: re.Pattern[str], timeout: float,
+                since: int | None = None) -> re.Match[str]:
+        match = buffer.search(pattern, buffer.start if since is None else since, timeout)
         if match is None:
-            raise ConsoleTimeout(f"the marker port did not show {pattern.pattern!r} within {timeout:.0f} s; "
-                                 f"last output:\n{buffer.tail(1500)}", self.artifacts)
+            raise ConsoleTimeout(f"{what} did not show {pattern.pattern!r} within {timeout:.0f} s; last output:\n"
+                                 f"{buffer.tail(1500)}", self.artifacts)
         return match
 
     # ----------------------------------------------------------------- ssh
@@ -395,9 +402,9 @@ class Machine:
         """libvirt's log of this domain (QEMU's command line, its errors, Windows' `panic hyper-v`
         line) copied into the artifacts as domain.log: libvirt reuses the file for the next
         domain of the same name. Only a local host's log is readable here."""
-        if not self.profile.uri.startswith("qemu:///"):
+        source = domain_log_path(self.profile.uri, self.name)
+        if source is None:
             return
-        source = DOMAIN_LOG_DIR / f"{self.name}.log"
         try:
             data = source.read_bytes()
         except OSError:

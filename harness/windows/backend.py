@@ -27,7 +27,7 @@ import paramiko
 from ..errors import ConfigError, HarnessError
 from ..families.windows import WindowsFamily
 from ..vm.backend import ConsolePort
-from ..vm.machine import DOMAIN_LOG_DIR
+from ..vm.machine import domain_log_path
 from ..vm.templates import render
 from .domain import NVRAM_NAME, WINDOWS_TEMPLATE, Cdrom, create_overlay, windows_domain_values
 from .golden import WindowsGolden
@@ -103,9 +103,9 @@ class WindowsBackend:
     def crash_lines(self, machine: Machine) -> list[str]:
         """New `panic hyper-v` lines of the domain log (libvirt writes them as QEMU reports the
         guest panic, before the CRASHED event). Empty for a remote host: its log is not here."""
-        if "://" in machine.profile.uri and not machine.profile.uri.startswith("qemu:///"):
+        log = domain_log_path(machine.profile.uri, machine.name)
+        if log is None:
             return []
-        log = DOMAIN_LOG_DIR / f"{machine.name}.log"
         try:
             with open(log, "rb") as handle:
                 handle.seek(self._log_offset)
