@@ -6,6 +6,7 @@ kill mid-write never leaves half a verdict behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,6 +17,15 @@ from typing import Any
 
 from .errors import HarnessError
 from .paths import REPO_ROOT
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB pieces (golden images are tens of GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def new_run_id() -> str:

@@ -210,13 +210,10 @@ def reference_guest(pytestconfig: pytest.Config, harness_profile: Profile) -> Re
 @pytest.fixture(scope="session")
 def windows_golden(harness_profile: Profile) -> Any:
     """The profile's Windows golden image (family windows), checked, with this host's OVMF/swtpm."""
-    from .windows.domain import EDITIONS, check_host
-    from .windows.golden import load_golden
+    from .windows.golden import golden_for_profile
 
     _start_vm_session(harness_profile)
-    golden = load_golden(Path(harness_profile.image), harness_profile.edition)
-    check_host(tpm=EDITIONS[golden.edition].tpm)
-    return golden
+    return golden_for_profile(harness_profile)
 
 
 @pytest.fixture(scope="session")

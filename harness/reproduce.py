@@ -108,11 +108,9 @@ def _guest(profile: Profile, sensor: str | None, say: Progress) -> tuple[Any, st
     (either build), or a Windows golden image (the build installed in it)."""
     if profile.family != "windows":
         return build_reference_guest(progress=lambda msg: say(msg)), sensor or profile.sensor
-    from .windows.domain import EDITIONS, check_host
-    from .windows.golden import load_golden
+    from .windows.golden import golden_for_profile
 
-    golden = load_golden(Path(profile.image), profile.edition)
-    check_host(tpm=EDITIONS[golden.edition].tpm)
+    golden = golden_for_profile(profile)
     if sensor is not None and sensor != golden.sensor:
         raise ConfigError(f"{golden.image}: the image has the {golden.sensor} sensor, not {sensor}: build an "
                           f"image with `harness image build windows --sensor {sensor}` and point the profile at it")

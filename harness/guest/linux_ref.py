@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.artifacts import sha256_file
 from harness.guest import GuestBuildError
 from harness.guest.cpio import Archive
 from harness.guest.datadisk import CONTENT_DIR, build_data_disk, read_content_dir
@@ -203,14 +204,6 @@ def default_cache_dir() -> Path:
     root = os.environ.get("HARNESS_CACHE")
     base = Path(root) if root else REPO_ROOT / "build"
     return base / "guest" / "linux-ref"
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _stat_sig(path: Path) -> list[int] | None:
@@ -552,7 +545,7 @@ class _Request:
                                  self.busybox, self.dropbear, self.recovery_init_script)
         # Stat before hashing: a file changing meanwhile then only costs a rehash next time.
         stats = {str(p): _stat_sig(p) for p in [*(p for _, p in inputs.files()), *inputs.discovery]}
-        hashes = {str(path): _sha256_file(path) for _, path in inputs.files()}
+        hashes = {str(path): sha256_file(path) for _, path in inputs.files()}
         recipe = {
             "builder": BUILDER_VERSION,
             "kernel_version": inputs.kernel_version,

@@ -13,13 +13,14 @@ every session start is too slow.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import sha256_file
+from ..config import Profile
 from ..errors import ConfigError
 
 BUILD_FIX = "build it with `harness image build windows --iso ... --virtio-win ...` (docs/running-on-windows.md)"
@@ -73,15 +74,22 @@ def load_golden(image: Path, edition: str | None = None) -> WindowsGolden:
         ssh_key=Path(ssh_key) if ssh_key else None, manifest=manifest)
 
 
-def verify_golden(golden: WindowsGolden, chunk: int = 1 << 22) -> None:
+def golden_for_profile(profile: Profile) -> WindowsGolden:
+    """The Windows profile's golden image, checked, on a host that can boot it: InfraError
+    naming the Debian package when OVMF (or swtpm, for an edition with a TPM) is missing."""
+    from .domain import EDITIONS, check_host
+
+    golden = load_golden(Path(profile.image), profile.edition)
+    check_host(tpm=EDITIONS[golden.edition].tpm)
+    return golden
+
+
+def verify_golden(golden: WindowsGolden) -> None:
     """Hash the whole image and compare with the manifest (ConfigError when they differ)."""
     want = golden.manifest.get("sha256")
     if not want:
         raise ConfigError(f"{golden.manifest_path}: sha256: missing; rebuild the image with --force")
-    digest = hashlib.sha256()
-    with open(golden.image, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    if digest.hexdigest() != want:
-        raise ConfigError(f"{golden.image}: sha256 {digest.hexdigest()} differs from the manifest's {want}: "
+    digest = sha256_file(golden.image)
+    if digest != want:
+        raise ConfigError(f"{golden.image}: sha256 {digest} differs from the manifest's {want}: "
                           "the golden image was written; rebuild it with --force")

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..artifacts import sha256_file
 from ..errors import ConfigError, InfraError, InputFileError, VmError
 from ..paths import DRIVERS, DRIVERS_BUILD
 from .domain import EDITIONS, NVRAM_NAME, Cdrom, find_ovmf
@@ -179,14 +179,6 @@ def _write_secret(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------ the Windows installer domain
@@ -374,7 +366,7 @@ def _fmt(seconds: float) -> str:
 
 
 def _input(path: Path) -> dict[str, object]:
-    return {"name": path.name, "path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return {"name": path.name, "path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def stamp_golden(req: ImageRequest, paths: BuildPaths, markers: list[str], elapsed: float,
@@ -387,13 +379,13 @@ def stamp_golden(req: ImageRequest, paths: BuildPaths, markers: list[str], elaps
     os.replace(paths.building, paths.image)
     os.chmod(paths.image, 0o444)
     progress(f"image: hashing {paths.image}")
-    digest = _sha256(paths.image)
+    digest = sha256_file(paths.image)
     nvram_src = paths.artifacts / NVRAM_NAME
     nvram = None
     if nvram_src.is_file():
         shutil.copyfile(nvram_src, paths.nvram)
         os.chmod(paths.nvram, 0o444)
-        nvram = {"path": str(paths.nvram), "sha256": _sha256(paths.nvram)}
+        nvram = {"path": str(paths.nvram), "sha256": sha256_file(paths.nvram)}
     sys_file = DRIVERS_BUILD / "windows" / req.sensor / "signed" / "harnessflt.sys"
     manifest = {
         "image": str(paths.image),
@@ -403,7 +395,7 @@ def stamp_golden(req: ImageRequest, paths: BuildPaths, markers: list[str], elaps
         "edition": req.edition,
         "image_index": req.image_index,
         "sensor": {"build": req.sensor, "sys": str(sys_file),
-                   "sha256": _sha256(sys_file) if sys_file.is_file() else None},
+                   "sha256": sha256_file(sys_file) if sys_file.is_file() else None},
         "inputs": {"iso": _input(req.iso), "virtio_win": _input(req.virtio_win)},
         "nvram": nvram,
         "admin_user": "harness",

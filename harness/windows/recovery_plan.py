@@ -35,7 +35,6 @@ vm-templates/windows/README.md, "Recovery (Safe Mode and WinRE/WinPE)".
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import sha256_file
 from ..errors import ConfigError, InfraError
 from ..recovery import RecoveryPath
 from ..vm.templates import render
@@ -193,7 +193,7 @@ def stage_safe_mode_offline(disk: Path, workdir: Path, *, script: Path | None = 
                             f"upload {_q(software)} {SOFTWARE_HIVE}\n"
                             f"download {SOFTWARE_HIVE} {_q(back / 'SOFTWARE')}\nsync\n", readonly=False)
     for name, local in (("BCD", store), ("SOFTWARE", software)):
-        if _sha256(back / name) != _sha256(local):
+        if sha256_file(back / name) != sha256_file(local):
             raise InfraError(f"{disk}: {name} read back after the upload differs from {local}")
     (back / "SOFTWARE").unlink()
     software.unlink()  # a large hive, and with autologon it holds a password
@@ -250,10 +250,6 @@ def finish_windows_recovery(disk: Path, path: str, workdir: Path | None = None) 
     recovery-env nothing is on the disk: the medium is simply not attached again."""
     if path == "safe-mode":
         clear_safe_mode_offline(disk, workdir or disk.parent / "recovery-safe-mode")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 __all__ = ["PLANS", "RUNONCE_COMMAND", "RUNONCE_KEY", "RUNONCE_NAME", "SafeModeStaging", "Step",
