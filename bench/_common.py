@@ -40,7 +40,7 @@ from harness.config import Profile, Timeouts  # noqa: E402
 from harness.content.format import file_name  # noqa: E402
 from harness.guest.linux_ref import ReferenceGuest, build_reference_guest  # noqa: E402
 from harness.paths import CONTENT_FIXTURES  # noqa: E402
-from harness.vm.accel import choose_domain_type  # noqa: E402
+from harness.vm.accel import choose_domain_type, read_until  # noqa: E402
 from harness.vm.connection import open_connection  # noqa: E402
 from harness.vm.machine import Machine, MachineSpec  # noqa: E402
 
@@ -581,16 +581,7 @@ def _warm_raw(setup: Setup, cleanup: Cleanup, disk: Path) -> None:
     proc = cleanup.proc(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent))
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 30
-        seen = b""
-        while BANNER.encode() not in seen and time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-            if ready:
-                chunk = os.read(proc.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                seen += chunk
+        read_until(proc, BANNER.encode(), 30)
     finally:
         cleanup.kill(proc)
         cleanup.procs.remove(proc)

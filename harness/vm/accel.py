@@ -36,26 +36,33 @@ def _boot_id() -> str:
         return "unknown"
 
 
+def read_until(proc: subprocess.Popen[bytes], needle: bytes, timeout: float) -> bytes:
+    """What `proc` wrote to its stdout pipe until `needle` appeared, it exited or closed its
+    stdout, or `timeout` seconds passed."""
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            break
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
 def _run_probe(qemu: str, kernel: Path) -> tuple[bool, str]:
     proc = subprocess.Popen(
         [qemu, "-accel", "kvm", "-M", "pc", "-cpu", "host", "-m", "256", "-display", "none",
          "-nodefaults", "-serial", "stdio", "-no-reboot", "-kernel", str(kernel),
          "-append", "console=ttyS0 panic=-1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    seen = b""
-    deadline = time.monotonic() + PROBE_TIMEOUT_S
     try:
-        while BANNER not in seen:
-            left = deadline - time.monotonic()
-            if left <= 0 or proc.poll() is not None:
-                break
-            ready, _, _ = select.select([proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(proc.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                seen += chunk
+        seen = read_until(proc, BANNER, PROBE_TIMEOUT_S)
     finally:
         proc.kill()
         _, err = proc.communicate(timeout=10)
