@@ -2,8 +2,13 @@
 
 A domain is ours only when its name has our prefix AND it carries the harness
 metadata element (vm-templates: <harness:vm> with the run, test, artifacts
-directory and owner pid). A domain whose owner process still runs is in use and
-left alone. Nothing else is touched: not a foreign domain, not a serial log, not
+directory, owner pid and owner lock). A domain whose owner process still runs is
+in use and left alone. "Still runs" is the owner's lock (vm/ownership.py): held
+by a live process, free from the moment it dies, whatever the pid table says (a
+SIGKILLed run stays a zombie where PID 1 does not reap; a pid can be reused). The
+pid is asked only when the metadata names no lock file that exists.
+
+Nothing else is touched: not a foreign domain, not a serial log, not
 a verdict; only the per-test disk images of the runs whose domains were swept.
 
 A profile may run on several libvirt hosts: `sweep_hosts` sweeps each, and scans
@@ -26,6 +31,7 @@ import libvirt
 
 from .errors import InfraError
 from .vm.connection import open_connection
+from .vm.ownership import lock_held, remove_dead_locks
 from .vm.templates import METADATA_NS
 
 # Per-test disk images the harness makes inside an artifacts directory.
@@ -39,10 +45,14 @@ class OwnedDomain:
     artifacts: Path
     owner_pid: int
     owner_host: str = ""  # the machine the owner pid lives on ("" in older metadata: this one)
+    owner_lock: Path | None = None  # the lock the owner holds for its whole life
 
     def owner_alive(self) -> bool:
         if self.owner_host and self.owner_host != socket.gethostname():
             return True  # another machine's process: not ours to judge
+        held = lock_held(self.owner_lock) if self.owner_lock else None
+        if held is not None:
+            return held
         if self.owner_pid <= 0:
             return False
         try:
@@ -88,7 +98,8 @@ def owned_domain(dom: libvirt.virDomain, prefix: str) -> OwnedDomain | None:
     artifacts = text("artifacts")
     if not artifacts:
         return None
-    return OwnedDomain(dom.name(), text("run"), Path(artifacts), pid, text("host"))
+    lock = text("lock")
+    return OwnedDomain(dom.name(), text("run"), Path(artifacts), pid, text("host"), Path(lock) if lock else None)
 
 
 def _remove_disks(directory: Path, result: SweepResult) -> None:
@@ -136,6 +147,7 @@ def sweep_hosts(uris: list[str] | tuple[str, ...], prefix: str = "harness", arti
                     _remove_disks(directory, result)
     for path in result.removed_files:
         progress(f"clean: removed {path}")
+    remove_dead_locks()
     return result
 
 
@@ -151,7 +163,8 @@ def _sweep_host(uri: str, prefix: str, force: bool, progress: Callable[[str], No
                 result.in_use.append(owned.name)
                 live_dirs.add(owned.artifacts)
                 continue
-            progress(f"clean: destroying {owned.name} on {uri} (run {owned.run}, owner pid {owned.owner_pid} gone)")
+            progress(f"clean: destroying {owned.name} on {uri} (run {owned.run}, owner pid {owned.owner_pid} gone"
+                     + (f", its lock {owned.owner_lock} free)" if owned.owner_lock else ")"))
             try:
                 persistent = dom.isPersistent()  # a transient domain is gone once destroyed
                 if dom.isActive():

@@ -2,9 +2,10 @@
 
 StrictUndefined turns a variable the caller forgot into an error that names
 the template and the variable, instead of an empty attribute in the XML. Every
-template gets `metadata_ns` and `owner_host` (this machine: the harness metadata
+template gets `metadata_ns`, `owner_host` (this machine: the harness metadata
 names it, so a sweep from another machine sharing the libvirt host leaves the
-domain alone).
+domain alone) and `owner_lock` (the lock this process holds for its whole life:
+the sweep judges a domain's owner alive by it, see ownership.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import jinja2
 
 from ..errors import ConfigError
 from ..paths import REPO_ROOT
+from .ownership import process_lock
 
 TEMPLATES = REPO_ROOT / "vm-templates"
 METADATA_NS = "https://harness.invalid/xmlns/vm/1"
@@ -31,7 +33,8 @@ def render(template: str, root: Path = TEMPLATES, **values: Any) -> str:
     """Render `template` (a path under `root`); errors name the file, the line and the fix."""
     path = root / template
     try:
-        values = {"metadata_ns": METADATA_NS, "owner_host": socket.gethostname(), **values}
+        values = {"metadata_ns": METADATA_NS, "owner_host": socket.gethostname(),
+                  "owner_lock": str(process_lock()), **values}
         return _environment(root).get_template(template).render(**values)
     except jinja2.TemplateNotFound:
         raise ConfigError(f"{path}: template not found") from None
