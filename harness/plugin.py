@@ -39,6 +39,7 @@ _RUN_ID = pytest.StashKey[str]()
 _CRASHES = pytest.StashKey[list[tuple[str, str, str]]]()
 _MACHINE = pytest.StashKey["Machine"]()
 _SLOTS = itertools.count(1)
+TEARDOWN_DRAIN_S = 120.0  # the background destroys of the last tests, at the end of the session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -240,7 +241,8 @@ def vm(request: pytest.FixtureRequest, harness_profile: Profile, machine_guest: 
     yield machine
     failed = any(getattr(request.node, f"rep_{when}", None) is not None
                  and getattr(request.node, f"rep_{when}").failed for when in ("setup", "call"))
-    machine.close(keep=failed and request.config.getoption("harness_keep_vms"))
+    # The domain is destroyed in the background: the next test does not wait for QEMU to exit.
+    machine.close(keep=failed and request.config.getoption("harness_keep_vms"), background=True)
 
 
 def _check_markers(item: pytest.Item, machine: Machine) -> None:
@@ -295,6 +297,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         report.sections.append(("serial tail", machine.serial_tail()))
     return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The last tests' domains are still being destroyed in the background: wait for them
+    (an xdist worker may leave with os._exit, which joins no thread)."""
+    from .vm import teardown
+
+    left = teardown.drain(TEARDOWN_DRAIN_S)
+    if left:
+        session.config.get_terminal_writer().line(
+            f"harness: {left} domain teardown(s) still running after {TEARDOWN_DRAIN_S:.0f} s; "
+            "`harness clean` removes what they leave")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

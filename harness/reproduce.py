@@ -76,13 +76,13 @@ def reproduce(content: Path, profile: Profile, sensor: str | None = None, artifa
             machine.boot()
             verdict = machine.wait_verdict()
         except InfraError:
-            machine.close(keep=keep)
+            machine.close(keep=keep, background=True)
             if attempt == 2:
                 raise
             say(f"infrastructure failure, retrying once (artifacts: {directory})")
             continue
         if verdict.verdict == "infra-error" and attempt == 1:
-            machine.close(keep=keep)
+            machine.close(keep=keep, background=True)
             say(f"infra-error ({verdict.reason}), retrying once (artifacts: {directory})")
             continue
         result = Reproduction(verdict, directory, name, build, profile.name, rerun, attempt)
@@ -98,7 +98,7 @@ def reproduce(content: Path, profile: Profile, sensor: str | None = None, artifa
                 result.recovery[path] = _recover_copy(machine, path, recovery_script, root, run_id, crash_offset,
                                                       keep, say)
         finally:
-            machine.close(keep=keep)
+            machine.close(keep=keep, background=True)
         return result
     raise AssertionError("unreachable")
 
@@ -130,4 +130,4 @@ def _recover_copy(looping: Machine, path: str, script: Path | None, root: Path, 
     try:
         return copy.recover(path, script=script, crash_offset_s=crash_offset).to_json()  # type: ignore[arg-type]
     finally:
-        copy.close(keep=keep)
+        copy.close(keep=keep, background=True)

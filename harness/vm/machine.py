@@ -3,7 +3,8 @@
 Lifecycle of a boot: render the domain XML, create the domain paused, attach
 the event recorder and the console readers, resume (so no early byte is lost).
 The monitor judges what arrives. Teardown closes the console streams before it
-destroys the domain, then removes the per-test disks. What depends on the guest
+destroys the domain, then removes the per-test disks; close(background=True)
+leaves that part to a background worker (teardown.py). What depends on the guest
 family (disks, domain XML, ports, content placement) is the backend's job
 (backend.py): the Linux reference guest or Windows.
 """
@@ -15,6 +16,7 @@ import re
 import shutil
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -29,6 +31,7 @@ from ..guest.linux_ref import ReferenceGuest
 from ..monitor.monitor import Monitor
 from ..monitor.verdict import Verdict
 from ..recovery import RecoveryPath, RecoveryResult, recover
+from . import teardown
 from .accel import choose_domain_type
 from .backend import ConsolePort, GuestBackend
 from .connection import open_connection
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 DOMAIN_LOG_DIR = Path("/var/log/libvirt/qemu")  # qemu:///system's per-domain logs
+TEARDOWN_TIMEOUT_S = 120.0  # destroying a domain and removing its disks, when a caller waits
 
 
 def domain_log_path(uri: str, name: str) -> Path | None:
@@ -116,6 +120,7 @@ class Machine:
         self.verdicts: list[Verdict] = []  # every verdict of this machine's life, in order
         self._ssh: SshSession | None = None
         self._boots_started = 0
+        self.closed: Future[None] | None = None  # the background teardown, once close() ran
 
     # ------------------------------------------------------------- helpers
 
@@ -347,6 +352,12 @@ class Machine:
 
     def destroy(self) -> None:
         """Stop the domain (console closed first); the data disk stays for the next boot."""
+        dom = self._stop_watching()
+        if dom is not None:
+            self._destroy_domain(dom)
+
+    def _stop_watching(self) -> libvirt.virDomain | None:
+        """Close SSH, the console readers and the event recorder; hand back the running domain."""
         self._drop_ssh()
         with self.cond:
             self.monitor.expected_stop = True
@@ -360,13 +371,15 @@ class Machine:
             self.events.record("harness:destroy", {})
             self.events.close()
             self.events = None
-        if self.dom is not None:
-            try:
-                self.dom.destroy()
-            except libvirt.libvirtError:
-                self._destroy_after_reconnect()
-            self.dom = None
+        dom, self.dom = self.dom, None
         self.mode = "off"
+        return dom
+
+    def _destroy_domain(self, dom: libvirt.virDomain) -> None:
+        try:
+            dom.destroy()
+        except libvirt.libvirtError:
+            self._destroy_after_reconnect()
 
     def _destroy_after_reconnect(self) -> None:
         """The domain could not be destroyed: gone already, or our connection died with a
@@ -383,16 +396,27 @@ class Machine:
         finally:
             conn.close()
 
-    def close(self, keep: bool = False) -> None:
-        """Destroy the domain and remove the per-test disk unless `keep`."""
-        self.destroy()
-        if self.conn is not None:
+    def close(self, keep: bool = False, background: bool = False) -> Future[None]:
+        """Destroy the domain, keep libvirt's domain log and remove the per-test disks (unless
+        `keep`). With `background`, only the watching stops now and the rest runs in a background
+        worker (teardown.py), so the next machine need not wait for QEMU to exit; the returned
+        future (also `self.closed`) is done when all of it is."""
+        dom = self._stop_watching()
+        conn, self.conn = self.conn, None
+        self.closed = teardown.submit(lambda: self._finish_close(dom, conn, keep))
+        if not background:
+            self.closed.result(timeout=TEARDOWN_TIMEOUT_S)
+        return self.closed
+
+    def _finish_close(self, dom: libvirt.virDomain | None, conn: libvirt.virConnect | None, keep: bool) -> None:
+        if dom is not None:
+            self._destroy_domain(dom)
+        if conn is not None:
             try:
-                self.conn.unregisterCloseCallback()
-                self.conn.close()
+                conn.unregisterCloseCallback()
+                conn.close()
             except libvirt.libvirtError:
                 pass
-            self.conn = None
         self._keep_domain_log()
         if not keep:
             for disk in self.backend.disks(self):
