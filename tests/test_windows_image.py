@@ -215,6 +215,33 @@ def test_setup_script_covers_each_step_and_marker() -> None:
         assert marker in boot, marker
 
 
+@pytest.mark.parametrize("edition", sorted(EDITIONS))
+def test_the_generated_setup_script_adds_the_sac_capability_on_client_editions_without_failing_setup(
+        edition: str, tmp_path: Path) -> None:
+    """SAC is an optional capability on Windows 10/11 that Setup does not install: the medium's
+    setup.ps1 adds it on a client edition (ProductType 1), skips it on Server (inbox there), and
+    a capability that cannot be fetched is logged, never a HARNESS-SETUP-ERROR: the harness
+    counts boots without SAC."""
+    stubs = []
+    for name in ("harnessflt.sys", "harnessflt.inf", "harness-test-signing.cer"):
+        (tmp_path / name).write_bytes(b"stub")
+        stubs.append(tmp_path / name)
+    files = answer_files(_plan(edition), *stubs, "ssh-ed25519 AAAAC3 k")
+    script = files["harness/setup.ps1"].decode("ascii")
+    step = script[script.index("Invoke-Step 'sac' {"):]
+    step = step[:step.index("\r\n}\r\n") + 3]
+    assert "(Get-CimInstance -ClassName Win32_OperatingSystem).ProductType" in step
+    assert "if ($productType -ne 1) {" in step  # server: nothing to add
+    assert "Add-WindowsCapability -Online -Name 'Windows.Desktop.EMS-SAC.Tools~~~~0.0.1.0'" in step
+    assert "$sac.State -eq 'Installed'" in step  # a rebuilt image does not add it twice
+    # a failure is caught inside the step: Invoke-Step's catch (HARNESS-SETUP-ERROR, exit 1) never sees it
+    assert step.index("try {") < step.index("Add-WindowsCapability") < step.index("} catch {")
+    assert "throw" not in step and "Write-SetupLog \"sac: not installed" in step
+    # after EMS is on (the console SAC serves), before the reboot that activates the capability
+    assert script.index("Invoke-Step 'ems'") < script.index("Invoke-Step 'sac'") < script.index("Invoke-Step 'reboot'")
+    assert json.loads(files["harness/image.json"])["edition"] == edition
+
+
 # ------------------------------------------------------------------ the command line
 
 def _fake_iso(path: Path, label: str = "FAKE") -> Path:

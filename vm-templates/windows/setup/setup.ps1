@@ -35,6 +35,32 @@ Invoke-Step 'ems' {
     Invoke-Native 'bcdedit.exe' @('/bootems', '{bootmgr}', 'on') | Out-Null
 }
 
+# The SAC console on COM1 for people who want it. Windows 10/11 (client editions,
+# ProductType 1) ship SAC as an optional capability that is not installed;
+# Windows Server has it inbox. The harness never needs it: boots are counted from
+# libvirt's events and the firmware's lines (harness/families/windows.py), so a
+# capability that cannot be installed (no Windows Update, no FoD source) is logged
+# and setup goes on.
+Invoke-Step 'sac' {
+    $productType = (Get-CimInstance -ClassName Win32_OperatingSystem).ProductType
+    if ($productType -ne 1) {
+        Write-SetupLog "sac: ProductType $productType (server): SAC is inbox, nothing to add"
+    } else {
+        try {
+            $sac = Get-WindowsCapability -Online -Name 'Windows.Desktop.EMS-SAC.Tools~~~~0.0.1.0'
+            if ($null -ne $sac -and $sac.State -eq 'Installed') {
+                Write-SetupLog 'sac: Windows.Desktop.EMS-SAC.Tools already installed'
+            } else {
+                Add-WindowsCapability -Online -Name 'Windows.Desktop.EMS-SAC.Tools~~~~0.0.1.0' | Out-Null
+                Write-SetupLog 'sac: Windows.Desktop.EMS-SAC.Tools installed (active after the reboot)'
+            }
+        } catch {
+            $reason = ($_.Exception.Message -replace '\s+', ' ').Trim()
+            Write-SetupLog "sac: not installed, the console stays without SAC ($reason)"
+        }
+    }
+}
+
 # Test-signed boot-start drivers load only with TESTSIGNING on and Secure Boot off
 # (the domain's OVMF has Secure Boot off). windows-notes 6.3.
 Invoke-Step 'testsigning' {
