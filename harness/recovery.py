@@ -32,7 +32,7 @@ class RecoveryResult:
     path: str
     result: Literal["recovered", "failed"]
     reason: str
-    boots: int  # boots the recovery took: the recovery boot and the normal boot after it
+    boots: int  # boots the machine went through from the start of recovery, as the monitor counted them
     seconds: float  # from the start of recovery to the final verdict
     seconds_from_first_crash: float | None  # from the machine's first crash to healthy
     stage: str  # how the recovery boot ended: done, hang, crashed, failed
@@ -96,6 +96,8 @@ def recover(machine: Machine, path: RecoveryPath, bad_files: dict[str, bytes], s
     else:
         stage, why = machine.wait_recovery_env()
         rc = machine.monitor.boots[-1].recovery_rc if machine.monitor.boots else None
+    # Counted, not assumed: a Windows safe-mode script restarts the guest itself.
+    stage_boots = sum(1 for boot in machine.monitor.boots if boot.started >= started)
     machine.destroy()  # -> off
     machine.backend.finish_recovery(machine, path)
 
@@ -105,9 +107,9 @@ def recover(machine: Machine, path: RecoveryPath, bad_files: dict[str, bytes], s
         (workdir / "removed").mkdir(exist_ok=True)
         write_atomic(workdir / "removed" / name, before[name])
 
-    def finish(result: Literal["recovered", "failed"], reason: str, boots: int,
-               final: Verdict | None) -> RecoveryResult:
+    def finish(result: Literal["recovered", "failed"], reason: str, final: Verdict | None) -> RecoveryResult:
         now = machine.now()
+        boots = stage_boots + (final.boots if final else 0)  # a recovery that did not help loops again
         healthy_after_crash = None
         if result == "recovered" and first_crash is not None:
             healthy_after_crash = now - first_crash + crash_offset_s
@@ -121,14 +123,14 @@ def recover(machine: Machine, path: RecoveryPath, bad_files: dict[str, bytes], s
         return outcome
 
     if stage != "done":
-        return finish("failed", f"{stage}: {why}", 1, None)
+        return finish("failed", f"{stage}: {why}", None)
 
     machine.boot(mode="normal")  # -> booted
     final = machine.wait_verdict()
     sensor = final.boot_log[-1].sensor if final.boot_log else None
     if final.verdict in ("healthy", "content-rejected") and sensor == "loaded":
         return finish("recovered", f"{why}; removed {', '.join(removed) or 'nothing'}; the next normal "
-                      f"boot is {final.verdict} with the sensor loaded", 2, final)
+                      f"boot is {final.verdict} with the sensor loaded", final)
     return finish("failed", f"{why}; removed {', '.join(removed) or 'nothing'}; the next normal boot: "
-                  f"{final.one_line()}", 2, final)
+                  f"{final.one_line()}", final)
 

@@ -57,6 +57,8 @@ def test_a_script_that_deletes_nothing_leaves_the_machine_looping(vm: Machine, p
     assert result.result == "failed"
     assert result.removed == []
     assert result.final is not None and result.final.verdict == "boot-loop"
+    # The recovery boot, then a normal boot loop of boot_loop_threshold crashing boots: counted.
+    assert result.boots == 1 + vm.profile.boot_loop_threshold == 1 + result.final.crashing_boots
     assert result.final.crash is not None and result.final.crash.function == "chf_match_criterion"
     assert "looked, changed nothing" in (vm.artifacts / "serial.log").read_text()
 
@@ -68,7 +70,7 @@ def test_a_recovery_environment_that_hangs_is_reported_as_hang(vm: Machine, tmp_
     vm.profile = dataclasses.replace(vm.profile, timeouts=dataclasses.replace(vm.profile.timeouts, hang=8))
     result = looping(vm).recover("recovery-env", script=script)
     assert result.result == "failed" and result.stage == "hang"
-    assert result.removed == [] and result.final is None
+    assert result.removed == [] and result.final is None and result.boots == 1
 
 
 def test_reproduce_recover_all_reports_each_path(tmp_path: Path) -> None:
@@ -90,3 +92,4 @@ def test_reproduce_recover_all_reports_each_path(tmp_path: Path) -> None:
                        "--artifacts", tmp_path / "b", timeout=400)
     report = json.loads(proc.stdout)
     assert {path: report["recovery"][path]["result"] for path in PATHS} == dict.fromkeys(PATHS, "failed")
+    assert {path: report["recovery"][path]["boots"] for path in PATHS} == dict.fromkeys(PATHS, 3)
