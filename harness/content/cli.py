@@ -45,9 +45,15 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_inspect)
 
-    p = sub.add_parser("check", help="run the sensor's C interpreter (host build) on a file")
+    p = sub.add_parser("check", help="run the sensor on a file: its C interpreter (host build) "
+                                     "or the built Windows driver under a kernel emulator (--target sys)")
     p.add_argument("file", type=Path)
     p.add_argument("--sensor", required=True, choices=BUILDS)
+    p.add_argument("--target", choices=("host", "sys"), default="host",
+                   help="host: the interpreter built for this machine (default); sys: the built "
+                        "harnessflt.sys booted under a Windows kernel emulator (docs/sys-tier.md)")
+    p.add_argument("--driver", type=Path, metavar="SYS",
+                   help="with --target sys: this driver image instead of drivers/build/windows/<sensor>/")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_check)
 
@@ -161,6 +167,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.target == "sys":
+        return _check_sys(args)
+    if args.driver is not None:
+        raise HarnessError(f"{args.driver}: --driver needs --target sys (the host tier runs no driver image)")
     result = check_file(args.file, args.sensor)
     if args.json:
         spec = predict(read_content_file(args.file))[args.sensor]
@@ -168,6 +178,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.file}: {result.outcome} ({args.sensor} sensor): {result.reason}"
           + (f" [{result.reason_code}]" if result.reason_code else ""))
+    return 0
+
+
+def _check_sys(args: argparse.Namespace) -> int:
+    from ..sys_tier.check import check_file_sys  # the emulator loads only for this tier
+
+    report = check_file_sys(args.file, args.sensor, driver=args.driver)
+    spec = predict(read_content_file(args.file))[args.sensor]
+    if args.json:
+        print(json.dumps({"sensor": args.sensor, **report, "spec_expects": spec.to_json()}))
+        return 0
+    print(f"{args.file}: {report['outcome']} ({args.sensor} driver, emulated): {report['reason']}"
+          + (f" [{report['reason_code']}]" if report["reason_code"] else ""))
+    if report["bugcheck"]:
+        bc = report["bugcheck"]
+        print(f"  bugcheck {bc['code']} {bc['name']} ({', '.join(bc['parameters'])}) "
+              f"in {report['crash']['location']}")
     return 0
 
 

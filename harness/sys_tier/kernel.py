@@ -1,0 +1,217 @@
+"""The emulated Windows kernel the driver runs in: speakeasy's kernel-mode emulator plus
+a few helpers the models share (argument access, structure I/O, pool memory, stopping
+the machine with a bugcheck).
+
+speakeasy supplies the PE loader (relocations, imports), the x64 CPU (unicorn) and most
+ntoskrnl routines the driver calls; what it lacks (FltMgr, the Mm reservation calls,
+ZwQueryDirectoryFile, ...) the other modules of this package hook in through `hook()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InfraError
+from .bugcheck import Bugcheck, page_fault
+
+API = Callable[[list[int]], int | None]
+
+# speakeasy logs every API call and every fault at INFO/ERROR: the report says what matters.
+for _name in ("speakeasy", "speakeasy.windows", "speakeasy.winenv"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
+
+PAGE = 0x1000
+STATUS_SUCCESS = 0
+
+
+@dataclass
+class CallResult:
+    """How one call into the driver ended."""
+
+    returned: bool
+    value: int | None
+    error: Any  # speakeasy's ErrorInfo of a fault, or None
+    pc: int
+
+
+class StopEmulation(Exception):
+    """Raised inside a hook to end the current call (after a bugcheck was recorded)."""
+
+
+class BadPointer(Exception):
+    """The driver handed the kernel a pointer to memory that is not mapped."""
+
+    def __init__(self, address: int, access: str) -> None:
+        super().__init__(f"{access} of {address:#x}")
+        self.address = address
+        self.access = access
+
+
+class Kernel:
+    """One emulated machine with the driver image loaded (DriverEntry not yet run)."""
+
+    def __init__(self, sys_path: Path, *, timeout_s: float, max_instructions: int) -> None:
+        try:  # heavy import: only when a machine is made
+            from speakeasy import Speakeasy
+            from speakeasy.config import get_default_config_dict
+        except ImportError:
+            raise InfraError("the sys tier needs the Windows kernel emulator speakeasy-emulator-refined: "
+                             "run 'make setup' (or pip install -e '.[test]')") from None
+
+        config = get_default_config_dict()
+        config["timeout"] = timeout_s
+        config["max_instructions"] = max_instructions
+        config["analysis"] = {"memory_tracing": False, "strings": False, "coverage": False}
+        config["exceptions"] = {"dispatch_handlers": False}  # a fault is a bugcheck, no SEH
+        config["max_api_count"] = 1_000_000
+        # Windows 10 2004 (build 19041): ExAllocatePool2 exists from here on.
+        config["os_ver"] = {"name": "windows", "major": 10, "minor": 0, "build": 19041}
+        self.se = Speakeasy(config=config)
+        self.module = self.se.load_module(path=str(sys_path))
+        self.emu = self.se.emu
+        self.base: int = self.module.base
+        self.image_size: int = self.module.image_size
+        self.bugcheck: Bugcheck | None = None
+        self.api_calls: list[str] = []
+        self._extra_hooks: list[Callable[[str], None]] = []
+
+    # ------------------------------------------------------------------ hooks
+
+    def hook(self, module: str, name: str, argc: int, fn: API) -> None:
+        """Route `module!name` to `fn(args)`; its return value goes to RAX (None: void)."""
+
+        def callback(_emu: Any, _api: str, _orig: Any, argv: list[int]) -> int | None:
+            self.api_calls.append(name)
+            if self.bugcheck is not None:
+                self.emu.stop()
+                return 0
+            try:
+                try:
+                    return fn(self.args(argc))
+                except BadPointer as bad:
+                    # the kernel routine faults on the driver's pointer: Windows stops the same way
+                    caller = self.u64(self.emu.reg_read("rsp"))
+                    self.stop_with(page_fault(bad.address, bad.access, caller))
+            except StopEmulation:
+                self.emu.stop()
+            return 0
+
+        self.se.add_api_hook(callback, module, name, argc=argc)
+
+    def args(self, count: int) -> list[int]:
+        """The first `count` arguments of the call being hooked (x64: RCX, RDX, R8, R9, stack)."""
+        regs = [self.emu.reg_read(r) for r in ("rcx", "rdx", "r8", "r9")]
+        sp = self.emu.reg_read("rsp")  # the return address is at [rsp], home space above it
+        values = regs[:count]
+        for i in range(4, count):
+            values.append(self.u64(sp + 8 + 8 * i))
+        return values
+
+    def stop_with(self, bugcheck: Bugcheck) -> None:
+        """Record a bugcheck raised by the kernel's own code and end the call."""
+        if self.bugcheck is None:
+            self.bugcheck = bugcheck
+        raise StopEmulation()
+
+    # ------------------------------------------------------------------- memory
+
+    def read(self, addr: int, size: int) -> bytes:
+        try:
+            return bytes(self.emu.mem_read(addr, size))
+        except Exception:  # unicorn's UcError: not mapped
+            raise BadPointer(addr, "read") from None
+
+    def write(self, addr: int, data: bytes) -> None:
+        try:
+            self.emu.mem_write(addr, data)
+        except Exception:
+            raise BadPointer(addr, "write") from None
+
+    def u16(self, addr: int) -> int:
+        return int(struct.unpack("<H", self.read(addr, 2))[0])
+
+    def u32(self, addr: int) -> int:
+        return int(struct.unpack("<I", self.read(addr, 4))[0])
+
+    def u64(self, addr: int) -> int:
+        return int(struct.unpack("<Q", self.read(addr, 8))[0])
+
+    def put_u32(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<I", value & 0xFFFFFFFF))
+
+    def put_u64(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
+
+    def is_mapped(self, addr: int, size: int = 1) -> bool:
+        try:
+            self.emu.mem_read(addr, size)
+        except Exception:  # unicorn's UcError: the range is not mapped
+            return False
+        return True
+
+    def alloc(self, size: int, tag: str) -> int:
+        """Zeroed non-paged pool owned by the emulated kernel (not charged to the driver)."""
+        addr = int(self.emu.mem_map(max(size, 16), tag=f"harness.{tag}"))
+        self.write(addr, bytes(size))
+        return addr
+
+    def read_cstring(self, addr: int, limit: int = 4096) -> bytes:
+        out = bytearray()
+        while len(out) < limit:
+            chunk = self.read(addr + len(out), 1)
+            if chunk == b"\0":
+                break
+            out += chunk
+        return bytes(out)
+
+    def read_unicode_string(self, addr: int) -> str:
+        """A UNICODE_STRING (Length, MaximumLength, Buffer at +8) as text."""
+        length = self.u16(addr)
+        buf = self.u64(addr + 8)
+        if not length:
+            return ""
+        return self.read(buf, length).decode("utf-16-le", "replace")
+
+    def write_unicode_string(self, addr: int, text: str, tag: str) -> None:
+        data = text.encode("utf-16-le")
+        buf = self.alloc(len(data) + 2, tag)
+        self.write(buf, data)
+        self.write(addr, struct.pack("<HHIQ", len(data), len(data) + 2, 0, buf))
+
+    @property
+    def driver_object(self) -> int:
+        """The DRIVER_OBJECT speakeasy made for the image (0 before DriverEntry is set up)."""
+        drivers = getattr(self.emu, "drivers", [])
+        return int(drivers[-1].address) if drivers else 0
+
+    def in_image(self, addr: int) -> bool:
+        return self.base <= addr < self.base + self.image_size
+
+    # -------------------------------------------------------------------- calls
+
+    def run_driver_entry(self) -> tuple[CallResult, int, int]:
+        """Run DriverEntry the way the I/O manager does; returns (result, driver object, registry path)."""
+        self.se.run_module(self.module)
+        run = self.emu.runs[0] if self.emu.runs else None
+        drv = self.emu.drivers[-1]
+        return self._result(run), int(drv.address), int(drv.reg_path_ptr)
+
+    def call(self, addr: int, args: list[int]) -> CallResult:
+        """Call a driver routine with `args` (x64 calling convention) until it returns or stops."""
+        self.emu.run_complete = False
+        self.emu.emu_complete = False
+        self.se.call(addr, list(args))
+        return self._result(self.emu.runs[-1] if self.emu.runs else None)
+
+    def _result(self, run: Any) -> CallResult:
+        pc = int(self.emu.get_pc())
+        error = getattr(run, "error", None) if run is not None else None
+        value = getattr(run, "ret_val", None) if run is not None else None
+        returned = error is None and value is not None and self.bugcheck is None
+        return CallResult(returned=returned, value=None if value is None else int(value) & 0xFFFFFFFF,
+                          error=error, pc=pc)

@@ -1,0 +1,231 @@
+"""Run the built harnessflt.sys through the life of a boot under the emulator.
+
+Order, as Windows runs a boot-start minifilter:
+  DriverEntry -> the driver reinitialization queue -> (boot devices start) -> the boot-driver
+  reinitialization queue -> instance setup on an NTFS and an NPFS volume -> the named-pipe
+  pre-create callback with the spec's synthetic event -> the filter unload callback.
+A driver started after boot (`boot_start=False`, as `fltmc load`) sees IoGetBootDiskInformation
+say STATUS_TOO_LATE from the start and never has its boot reinitialization queue run.
+`unload_before_boot_reinit` unloads the filter (mandatory) while the boot queue is still waiting.
+
+The first stop ends the run, as it stops a machine: a bugcheck (a fault in the driver, a
+misuse the kernel catches), or `hang` when a call outlives the instruction or time budget.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .bugcheck import DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, Bugcheck, from_emulator_error
+from .console import Console
+from .filesystem import FileSystemModel
+from .fltmgr import FltMgrModel
+from .iomanager import IoManagerModel
+from .kernel import CallResult, Kernel
+from .memory import MemoryModel
+from .symbols import Symbols
+
+VENDOR_DIR = "HarnessSensor"
+SYNTHETIC_PIPE = "harness-synthetic"  # \Device\NamedPipe\harness-synthetic: input 0 of the spec's event
+FLTFL_FILTER_UNLOAD_MANDATORY = 0x1
+FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT = 0x1
+FILE_DEVICE_DISK_FILE_SYSTEM = 0x8
+FILE_DEVICE_NAMED_PIPE = 0x11
+FLT_FSTYPE_NTFS = 2
+FLT_FSTYPE_NPFS = 25
+VOLUMES = (("ntfs", FILE_DEVICE_DISK_FILE_SYSTEM, FLT_FSTYPE_NTFS),
+           ("npfs", FILE_DEVICE_NAMED_PIPE, FLT_FSTYPE_NPFS))
+IRP_MJ_CREATE_NAMED_PIPE = 0x01
+DEFAULT_MAX_INSTRUCTIONS = 200_000_000
+DEFAULT_TIMEOUT_S = 60.0
+IMAGE_BASE = 0x140000000
+
+
+@dataclass
+class Step:
+    name: str
+    function: str
+    status: int | None  # NTSTATUS or callback return value; None for void / a stop
+    seconds: float
+
+
+@dataclass
+class Stop:
+    """Why the run ended early."""
+
+    kind: str  # bugcheck | hang
+    step: str  # the lifecycle step (callback) it happened in
+    function: str  # the driver function at the stop
+    location: str  # module!function+offset
+    pc: int
+    bugcheck: Bugcheck | None = None
+
+
+@dataclass
+class SysRun:
+    """Everything one emulated boot produced."""
+
+    sys_path: Path
+    console: list[str]
+    steps: list[Step]
+    stop: Stop | None
+    files_read: list[str]
+    registration: dict[str, Any] | None
+    registration_error: str | None
+    instances: dict[str, str]
+    leaks: list[str]
+    region: str | None = None  # where a faulting address lay
+    reservation: dict[str, Any] | None = None
+    api_calls: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Runner:
+    def __init__(self, sys_path: Path, content_dir: Path, *, boot_start: bool = True,
+                 unload_before_boot_reinit: bool = False, vendor: str = VENDOR_DIR,
+                 max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.sys_path = sys_path
+        self.boot_start = boot_start
+        self.unload_early = unload_before_boot_reinit
+        self.k = Kernel(sys_path, timeout_s=timeout_s, max_instructions=max_instructions)
+        self.timeout_s = timeout_s
+        self.symbols = Symbols.for_image(sys_path, IMAGE_BASE, self.k.base)
+        self.console = Console(self.k)
+        self.memory = MemoryModel(self.k)
+        self.fs = FileSystemModel(self.k, f"\\SystemRoot\\System32\\drivers\\{vendor}", content_dir)
+        self.flt = FltMgrModel(self.k)
+        self.io = IoManagerModel(self.k, booted=not boot_start)
+        for model in (self.console, self.memory, self.fs, self.flt, self.io):
+            model.install()
+        self.steps: list[Step] = []
+        self.stop: Stop | None = None
+        self.instances: dict[str, str] = {}
+        self.image_unloaded = False
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> SysRun:
+        started = time.monotonic()
+        self._lifecycle()
+        region = reservation = None
+        if self.stop and self.stop.bugcheck and self.stop.bugcheck.address is not None:
+            region, res = self.memory.region_of(self.stop.bugcheck.address)
+            if res is not None:
+                reservation = {"tag": res.tag, "base": f"{res.base:#x}", "size": res.size,
+                               "mapped": res.mapped}
+        leaks = [] if self.stop else self.memory.leaks() + self.fs.leaks() + self.flt.leaks()
+        return SysRun(self.sys_path, self.console.flush(), self.steps, self.stop, list(self.fs.reads),
+                      self.flt.registration_json(self.symbols.name), self.flt.registration_error,
+                      self.instances, leaks, region, reservation, self.k.api_calls,
+                      time.monotonic() - started)
+
+    def _lifecycle(self) -> None:
+        t = time.monotonic()
+        result, driver, _registry = self.k.run_driver_entry()
+        if not self._finish("DriverEntry", self.k.base + self.k.module.ep, result, t):
+            return
+        if result.value is not None and result.value & 0x80000000:
+            return  # DriverEntry failed: the I/O manager unloads the image, nothing else runs
+        for r in self.io.take(boot=False):
+            r.count += 1
+            if not self._call("driver reinitialization", r.routine, [driver, r.context, r.count]):
+                return
+        if self.boot_start:
+            if self.unload_early and not self._unload(mandatory=True):
+                return
+            for r in self.io.take(boot=True):
+                if self.image_unloaded:
+                    self._call_into_unloaded_image("boot driver reinitialization", r.routine)
+                    return
+                r.count += 1
+                if not self._call("boot driver reinitialization", r.routine, [driver, r.context, r.count]):
+                    return
+            self.io.booted = True
+        if self.image_unloaded or self.flt.registration is None or not self.flt.started:
+            return
+        if not self._instance_setup():
+            return
+        if self.instances.get("npfs") == "attached":
+            pre = self.flt.registration.pre_operation(IRP_MJ_CREATE_NAMED_PIPE)
+            if pre:
+                data = self.flt.create_named_pipe_data(SYNTHETIC_PIPE, self._instance)
+                related = self.flt.related_objects(self._volume, self._instance, self.k.u64(data + 0x10) and
+                                                   self.k.u64(self.k.u64(data + 0x10) + 8))
+                context = self.k.alloc(8, "flt.completion")
+                if not self._call("pre-create (IRP_MJ_CREATE_NAMED_PIPE)", pre, [data, related, context]):
+                    return
+        self._unload(mandatory=False)
+
+    def _instance_setup(self) -> bool:
+        assert self.flt.registration is not None
+        setup = self.flt.registration.callbacks.get("InstanceSetupCallback", 0)
+        for name, device_type, fs_type in VOLUMES:
+            self._volume = self.k.alloc(0x100, f"flt.volume.{name}")
+            instance = self.k.alloc(0x100, f"flt.instance.{name}")
+            if not setup:
+                self.instances[name] = "attached"
+            else:
+                related = self.flt.related_objects(self._volume, instance, 0)
+                if not self._call(f"instance setup ({name})", setup,
+                                  [related, FLTFL_INSTANCE_SETUP_AUTOMATIC_ATTACHMENT, device_type, fs_type]):
+                    return False
+                status = self.steps[-1].status or 0
+                self.instances[name] = "attached" if not status & 0x80000000 else "declined"
+            if name == "npfs":
+                self._instance = instance
+        return True
+
+    def _unload(self, *, mandatory: bool) -> bool:
+        assert self.flt.registration is not None
+        unload = self.flt.registration.callbacks.get("FilterUnloadCallback", 0)
+        if not unload:
+            return True  # a filter without an unload callback cannot be unloaded
+        flags = FLTFL_FILTER_UNLOAD_MANDATORY if mandatory else 0
+        step = "filter unload (mandatory)" if mandatory else "filter unload"
+        if not self._call(step, unload, [flags]):
+            return False
+        status = self.steps[-1].status or 0
+        if status & 0x80000000 and not mandatory:
+            return True  # the filter refused to go: it stays loaded
+        # FltMgr deletes the filter, then the I/O manager deletes the driver object: the image
+        # goes unless the driver holds a reference of its own on its driver object.
+        self.image_unloaded = self.io.extra_references <= 0
+        return True
+
+    # ------------------------------------------------------------------ calls
+
+    def _call(self, step: str, addr: int, args: list[int]) -> bool:
+        t = time.monotonic()
+        result = self.k.call(addr, args)
+        return self._finish(step, addr, result, t)
+
+    def _finish(self, step: str, addr: int, result: CallResult, started: float) -> bool:
+        seconds = time.monotonic() - started
+        function = self.symbols.name(addr)
+        if self.k.bugcheck is not None or result.error is not None:
+            bugcheck = self.k.bugcheck or from_emulator_error(result.error, result.pc)
+            self.k.bugcheck = bugcheck
+            ip = bugcheck.ip if bugcheck.ip is not None else result.pc
+            self._stopped("bugcheck", step, ip, bugcheck)
+        elif not result.returned:
+            self._stopped("hang", step, result.pc, None)
+        self.steps.append(Step(step, function, None if self.stop else result.value, seconds))
+        return self.stop is None
+
+    def _stopped(self, kind: str, step: str, pc: int, bugcheck: Bugcheck | None) -> None:
+        loc = self.symbols.locate(pc)
+        self.stop = Stop(kind, step, loc.function if loc else f"{pc:#x} (outside the driver)",
+                         str(loc) if loc else f"{pc:#x}", pc, bugcheck)
+
+    def _call_into_unloaded_image(self, step: str, routine: int) -> None:
+        """The queued routine of an unloaded driver runs: its code is gone."""
+        bugcheck = Bugcheck(DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, (routine, 0x0, routine, 0),
+                            f"{step} routine {self.symbols.name(routine)} called after the driver image was "
+                            "unloaded", ip=routine, address=routine, access="fetch")
+        self.k.bugcheck = bugcheck
+        self._stopped("bugcheck", step, routine, bugcheck)
+        self.steps.append(Step(step, self.symbols.name(routine), None, 0.0))
