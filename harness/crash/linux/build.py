@@ -1,0 +1,150 @@
+"""From the lines of one report to a `CrashReport`: title, guilty function, fields.
+
+The title is the kind's template with `{f}` the guilty frame (`locate.py`) and
+the other fields read from the opening line or the body, then normalised
+(`report.normalize_title`: no numbers, no addresses).  A title that needs a
+function the report does not show stops before ` in {f}` and the report is
+`corrupted` (NO_FUNCTION) instead of naming a random frame.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from ..report import CrashReport, normalize_title
+from .frames import Frame
+from .kind import Kind
+from .locate import guilty_frame
+
+NO_FUNCTION = "no faulting function: no kernel RIP line and no usable stack frame"
+
+_FUNC = r"(?P<func>[A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?"
+_RIP_RE = re.compile(r"^RIP: (?P<cs>[0-9a-f]{4}):(?P<value>.*)$")
+_RIP_FUNC_RE = re.compile(_FUNC)
+_MODULE_SUFFIX_RE = re.compile(r"\s*\[[\w-]+\]\s*$")
+_USER_CS = {"0033", "0023", "002b"}
+_FRAME_RE = re.compile(r"^\s+(?:\[<[0-9a-f]+>\] )?(?P<q>\? )?" + _FUNC)
+_CALL_TRACE_RE = re.compile(r"^\s*Call Trace:")
+_TRACE_STOP_RE = re.compile(
+    r"^(?:\s*</TASK>|Call Trace:|---\[ end |Kernel panic|Kernel Offset|Modules linked in)")
+_CR2_RE = re.compile(r"^CR2: (?P<addr>[0-9a-fx]+)")
+_KASAN_ACCESS_RE = re.compile(r"^(?:Read|Write) of size \d+ at addr (?P<addr>[0-9a-fx]+)")
+
+
+def call_trace(bodies: list[str]) -> list[str]:
+    """The functions of the first `Call Trace:` block, `?` guesses left out, as printed
+    (`foo.isra.0` as `foo`)."""
+    names: list[str] = []
+    inside = False
+    for body in bodies:
+        if not inside:
+            inside = _CALL_TRACE_RE.match(body) is not None
+            continue
+        if _TRACE_STOP_RE.match(body):
+            if names or not _CALL_TRACE_RE.match(body):
+                break
+            continue  # a second "Call Trace:" header before any frame
+        match = _FRAME_RE.match(body)
+        if match and not match.group("q"):
+            names.append(match.group("func").split(".", 1)[0])
+    return names
+
+
+def kernel_ip(bodies: list[str]) -> str | None:
+    """The first kernel-mode RIP line's value (`0010:f+0x1/0x2`), module suffix removed."""
+    for body in bodies:
+        match = _RIP_RE.match(body)
+        if match is None or match.group("cs") in _USER_CS:
+            continue
+        value = " ".join(match.group("value").split())
+        return f"{match.group('cs')}:{_MODULE_SUFFIX_RE.sub('', value)}"
+    return None
+
+
+def _address(kind: str, head_fields: dict[str, str], bodies: list[str]) -> str | None:
+    if head_fields.get("addr"):
+        return head_fields["addr"]
+    if kind in ("page-fault", "null-deref"):
+        for body in bodies:
+            if cr2 := _CR2_RE.match(body):
+                return cr2.group("addr")
+    if kind == "kasan":
+        for body in bodies:
+            if access := _KASAN_ACCESS_RE.match(body):
+                return access.group("addr")
+    return None
+
+
+def _body_fields(kind: Kind, bodies: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, pattern in kind.body_fields:
+        for body in bodies:
+            match = pattern.search(body)
+            if match:
+                found[name] = match.group(1)
+                break
+    return found
+
+
+def _fill(template: str, fields: dict[str, str]) -> tuple[str, bool]:
+    """(the title, whether it needed a function it did not get)."""
+    missing_function = False
+    out: list[str] = []
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        value = fields.get(name)
+        if value is not None:
+            out.append(value)
+        elif name == "f":
+            missing_function = True
+            if out[-1].endswith(" in "):
+                out[-1] = out[-1][:-len(" in ")]
+            break  # nothing after a missing function makes sense ("X in {f}/usb_submit_urb")
+    title = " ".join("".join(out).split())
+    return _MODULE_SUFFIX_RE.sub("", title), missing_function
+
+
+def build_report(kind: Kind, head: re.Match[str], lines: list[tuple[int, str]], own: list[str], panic: bool,
+                 corrupted_reason: str | None = None) -> CrashReport:
+    """One CrashReport from a report's lines (`own`: the bodies printed by the report's
+    own task or CPU, which are what the guilty frame is read from)."""
+    bodies = [body for _, body in lines]
+    head_fields = {name: value for name, value in head.groupdict().items() if value is not None}
+    fields = dict(head_fields)
+    fields.update(_body_fields(kind, own))
+    chosen, _frames = guilty_frame(kind, head, own)
+    if chosen is None and "f" in fields:
+        chosen = Frame(fields["f"])
+    needs_function = "{f}" in kind.title
+    if chosen is None and needs_function and kind.name == "warning" and fields.get("hf"):
+        chosen = Frame(fields["hf"])  # a WARNING cut before its dump still names the function it is in
+    if chosen is not None:
+        fields["f"] = chosen.function
+    title, missing_function = _fill(kind.title, fields)
+    if corrupted_reason is None and kind.corrupted:
+        corrupted_reason = kind.corrupted
+    if corrupted_reason is None and missing_function:
+        corrupted_reason = NO_FUNCTION
+    if chosen is None and not needs_function:
+        # A title without a function (a panic's reason): the first real frame still says where.
+        fallback = Kind("", kind.head, "", locate="trace")
+        chosen, _ = guilty_frame(fallback, head, own)
+    return CrashReport(
+        title=normalize_title(title),
+        kind=kind.name,
+        text="\n".join(bodies),
+        first_line=lines[0][0],
+        last_line=lines[-1][0],
+        function=chosen.function if chosen else None,
+        module=chosen.module if chosen else None,
+        ip=kernel_ip(bodies),
+        address=_address(kind.name, head_fields, bodies),
+        call_trace=call_trace(bodies),
+        panic=panic,
+        fatal=kind.fatal or panic,
+        corrupted=corrupted_reason is not None,
+        corrupted_reason=corrupted_reason,
+    )

@@ -1,0 +1,49 @@
+"""Console lines: the prefixes a kernel console puts before a message, and the markers
+that end a report or a boot.
+
+A line may start with `[   12.345678] ` (printk time), then `[ T1234] ` or `[ C1] `
+(CONFIG_PRINTK_CALLER: the task or CPU that printed it), sometimes after
+`syzkaller login: ` or a `<4>` log level.  With caller ids, lines of one report
+can be told from other tasks' lines printed in between (`caller_of`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .kinds import HEAD_WORDS
+
+# `[    3.123456] `, optionally followed by a caller id `[    T1] `.
+TIMESTAMP_RE = re.compile(r"\[\s*\d+\.\d+\](?:\[\s*[CT]\d+\])? ?")
+_CALLER_RE = re.compile(r"\[\s*\d+\.\d+\]\[\s*(?P<id>[CT]\d+)\]")
+# A report head at the start of a line's message: the line's start, or right after a
+# timestamp or caller id (`...] `), a login prompt, or a log level.
+HEAD_RE = re.compile(r"(?:^|\d\] |login: |^<\d>)\s*(?P<head>" + HEAD_WORDS + ")")
+BOOT_RE = re.compile(r"(?:^|\d\] )Linux version \d|HARNESS-BOOT-START|SeaBIOS \(version")
+CUT_HERE_RE = re.compile(r"^-+\[ cut here \]-+$")
+END_TRACE_RE = re.compile(r"^---\[ end trace")
+FINAL_RE = re.compile(r"^(?:Rebooting in \d+ seconds|---\[ end Kernel panic)")
+PANIC_RE = re.compile(r"^Kernel panic - not syncing")
+DIE_RE = re.compile(r"^(?:Oops: |general protection fault|invalid opcode: |kernel BUG at |divide error: )")
+END_OF_STACK_RE = re.compile(r"^\s*</TASK>")
+RULE_RE = re.compile(r"^={20,}\s*$")
+# Another CPU's backtrace was asked for: its lines belong to the report.
+NMI_BACKTRACE_RE = re.compile(r"Sending NMI from CPU|NMI backtrace for cpu")
+# Lines that may still follow a report after its end-trace line.
+TAIL_RE = re.compile(
+    r"^(?:RIP: |Code: |RSP: |RAX: |RDX: |RBP: |R\d+: |FS: |CS: |CR2: |DR\d: |PKRU: "
+    r"|Kernel Offset: |Modules linked in|note: |Fixing recursive fault|---\[ end trace )")
+
+
+def strip_console_prefix(line: str) -> str:
+    """The message part of a console line: `\\r`, a trailing newline and everything
+    up to and including the first `[    3.123456] ` timestamp removed."""
+    line = line.replace("\r", "").rstrip("\n")
+    match = TIMESTAMP_RE.search(line)
+    return line[match.end():] if match else line
+
+
+def caller_of(line: str) -> str | None:
+    """The caller id (`T1234`, `C1`) of a console line, if the kernel printed one."""
+    match = _CALLER_RE.search(line)
+    return match.group("id") if match else None
