@@ -154,3 +154,162 @@ def test_a_log_that_begins_mid_boot_still_counts_the_boots_after_its_first_crash
     verdict = monitor.decide(t, hang_timeout=30, final=True)
     assert verdict is not None and verdict.verdict == "boot-loop", verdict.one_line()
     assert verdict.crashing_boots == 2
+
+
+# --- Windows: boots counted from what every boot produces, whatever the OS prints ----------
+
+# What OVMF prints on COM1 at every reset (the stand-in's com1.log; a real disk says
+# "Windows Boot Manager"), and the EMS BLUESCREEN record a bugcheck writes with EMS on.
+FIRMWARE = ['\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001 "Windows Boot Manager" from HD(1,GPT,0C1F8D2A-1)/'
+            '\\EFI\\Microsoft\\Boot\\bootmgfw.efi',
+            'BdsDxe: starting Boot0001 "Windows Boot Manager" from HD(1,GPT,0C1F8D2A-1)/'
+            '\\EFI\\Microsoft\\Boot\\bootmgfw.efi']
+EMS_0X50 = ['<INSTANCE CLASSNAME="BLUESCREEN">',
+            '<PROPERTY NAME="STOPCODE" TYPE="string"><VALUE>"0x50"</VALUE></PROPERTY>',
+            "</INSTANCE>"]
+SAC = ["Computer is booting, SAC started and initialized.", "SAC>"]
+WIN_HEALTHY = ["HARNESS-SENSOR-LOADED build=vulnerable files=1 loaded=? rejected=? source=fltmc",
+               "HARNESS-BOOT-COMPLETE"]
+PANICKED = "lifecycle:crashed:panicked"
+
+
+def windows_monitor(threshold: int = 2) -> Monitor:
+    from harness.families.windows import WindowsFamily
+
+    monitor = Monitor(WindowsFamily(), boot_loop_threshold=threshold, event_settle_s=0.3)
+    monitor.observe_event("lifecycle:resumed:unpaused", 0.0)
+    return monitor
+
+
+def crash_and_restart(monitor: Monitor, t: float) -> float:
+    """libvirt at a pvpanic write with on_crash=restart: CRASHED, then REBOOT (the events.jsonl
+    of a real stand-in run)."""
+    monitor.observe_event(PANICKED, t)
+    monitor.observe_event("reboot", t + 0.01)
+    return t + 0.02
+
+
+def test_a_windows_bugcheck_before_sac_at_every_boot_is_a_boot_loop_with_the_stop_code() -> None:
+    monitor = windows_monitor()
+    t = feed(monitor, FIRMWARE + EMS_0X50, 0.0)
+    t = crash_and_restart(monitor, t)
+    assert monitor.decide(t, hang_timeout=60) is None  # one crashing boot so far
+    t = feed(monitor, FIRMWARE + EMS_0X50, t + 1)
+    monitor.observe_event(PANICKED, t)
+    verdict = monitor.decide(t, hang_timeout=60)
+    assert verdict is not None and verdict.verdict == "boot-loop", verdict
+    assert verdict.boots == verdict.crashing_boots == 2
+    assert [c.title for c in verdict.crashes] == ["PAGE_FAULT_IN_NONPAGED_AREA (0x50)"] * 2
+    assert verdict.crash is not None and verdict.crash.stop_code == 0x50
+    assert [b.opened_by for b in verdict.boot_log] == ["start", "firmware"]
+
+
+def test_a_windows_crash_with_only_the_pvpanic_write_is_a_crash_whose_bugcheck_is_unknown() -> None:
+    monitor = windows_monitor()
+    t = feed(monitor, FIRMWARE, 0.0)
+    t = crash_and_restart(monitor, t)
+    t = feed(monitor, FIRMWARE, t + 1)
+    monitor.observe_event(PANICKED, t)
+    assert monitor.decide(t + 0.1, hang_timeout=60) is None  # the console may still bring the text
+    verdict = monitor.decide(t + 0.3, hang_timeout=60)
+    assert verdict is not None and verdict.verdict == "boot-loop", verdict
+    assert verdict.boots == verdict.crashing_boots == 2
+    assert [c.title for c in verdict.crashes] == ["BUGCHECK: unknown (pvpanic only)"] * 2
+    assert verdict.crash is not None and verdict.crash.stop_code is None and verdict.crash.family == "windows"
+    assert "lifecycle:crashed:panicked" in verdict.crash.text
+
+
+def test_a_windows_bugcheck_that_resets_the_machine_itself_is_counted_from_the_reboot_events() -> None:
+    """AutoReboot without a crash device (no pvpanic driver, no Hyper-V crash MSRs under TCG):
+    the EMS record, then a guest reset; no CRASHED event at all."""
+    monitor = windows_monitor()
+    t = feed(monitor, FIRMWARE + EMS_0X50, 0.0)
+    monitor.observe_event("reboot", t + 2)
+    t = feed(monitor, FIRMWARE + EMS_0X50, t + 3)
+    assert monitor.decide(t, hang_timeout=60) is None  # the report's grace window runs
+    verdict = monitor.decide(t + 3.0, hang_timeout=60)
+    assert verdict is not None and verdict.verdict == "boot-loop" and verdict.boots == 2, verdict
+    assert verdict.crash is not None and verdict.crash.title == "PAGE_FAULT_IN_NONPAGED_AREA (0x50)"
+    assert verdict.events == {"lifecycle:resumed:unpaused": 1, "reboot": 1}
+
+
+def test_sac_and_the_firmware_in_one_windows_boot_are_one_boot() -> None:
+    monitor = windows_monitor(threshold=3)
+    t = 0.0
+    for _ in range(2):
+        t = feed(monitor, FIRMWARE + SAC + EMS_0X50, t + 1)
+        t = crash_and_restart(monitor, t)
+    t = feed(monitor, FIRMWARE + SAC + ["EVENT: The CMD command is now available."] + WIN_HEALTHY, t + 1)
+    verdict = monitor.decide(t, hang_timeout=60)
+    assert verdict is not None and verdict.verdict == "crashed", verdict  # then booted healthy
+    assert verdict.boots == 3 and verdict.crashing_boots == 2
+    assert "crashed at boot 1, then booted healthy at boot 3" in verdict.reason
+
+
+def test_a_healthy_windows_boot_needs_no_sac() -> None:
+    monitor = windows_monitor()
+    t = feed(monitor, ['BdsDxe: failed to load Boot0001 "UEFI Non-Block Boot Device" from PciRoot(0x0): '
+                       "Not Found"] + FIRMWARE + ["Shell> echo -off"] + WIN_HEALTHY, 0.0)
+    verdict = monitor.decide(t, hang_timeout=60)
+    assert verdict is not None and verdict.verdict == "healthy" and verdict.boots == 1, verdict
+
+
+def test_a_windows_hang_before_any_output_of_the_os_is_a_hang_of_one_boot() -> None:
+    monitor = windows_monitor()
+    t = feed(monitor, FIRMWARE, 0.0)
+    assert monitor.decide(t + 29, hang_timeout=30) is None
+    verdict = monitor.decide(t + 30, hang_timeout=30)
+    assert verdict is not None and verdict.verdict == "hang" and verdict.boots == 1 and verdict.crash is None
+
+
+def test_windows_resets_without_any_crash_are_boots_but_no_crash() -> None:
+    monitor = windows_monitor()
+    t = 0.0
+    for _ in range(3):
+        t = feed(monitor, FIRMWARE, t + 1)
+        monitor.observe_event("reboot", t + 1)
+        t += 1
+    verdict = monitor.decide(t + 1, hang_timeout=60, deadline=t + 1)
+    assert verdict is not None and verdict.verdict == "hang" and verdict.crashing_boots == 0, verdict
+    assert verdict.boots == 3 and "3 of 3 boot(s) reset before completing, with no crash seen" in verdict.reason
+
+
+def test_windows_crash_events_with_a_silent_firmware_are_still_one_boot_each() -> None:
+    monitor = windows_monitor()
+    t = crash_and_restart(monitor, 5.0)
+    t = crash_and_restart(monitor, t + 5)
+    verdict = monitor.decide(t + 0.5, hang_timeout=60)
+    assert verdict is not None and verdict.verdict == "boot-loop" and verdict.boots == 2, verdict
+    assert [b.opened_by for b in verdict.boot_log] == ["start", "crash"]
+
+
+def test_an_untold_windows_crash_takes_the_text_that_comes_after_the_crash_loaded_event() -> None:
+    """pvpanic's crash-loaded event does not stop the guest: it goes on writing its dump, and
+    text about the bugcheck may follow. It replaces the untold report."""
+    monitor = windows_monitor()
+    t = feed(monitor, FIRMWARE, 0.0)
+    monitor.observe_event("lifecycle:crashed:crashloaded", t)
+    monitor.poll(t + 1)
+    assert monitor.boots[-1].report is not None and monitor.boots[-1].untold
+    t = feed(monitor, EMS_0X50, t + 2)
+    monitor.observe_event("reboot", t + 5)
+    feed(monitor, FIRMWARE, t + 6)
+    first = monitor.boots[0]
+    assert len(monitor.boots) == 2 and first.report is not None and not first.untold
+    assert first.report.title == "PAGE_FAULT_IN_NONPAGED_AREA (0x50)"
+
+
+def test_linux_boots_are_still_counted_from_the_kernel_banner_only() -> None:
+    """REBOOT events and firmware-like lines change nothing for the Linux family."""
+    monitor = Monitor(LinuxFamily(), boot_loop_threshold=3)
+    t = feed(monitor, HEALTHY[:3] + OOPS, 0.0)
+    monitor.observe_event(PANICKED, t)
+    monitor.observe_event("reboot", t + 0.01)
+    t = feed(monitor, FIRMWARE + ["SeaBIOS (version 1.16.2-debian-1.16.2-1)"], t + 1)
+    monitor.observe_event("reboot", t + 1)
+    assert len(monitor.boots) == 1
+    t = feed(monitor, HEALTHY[:3] + OOPS, t + 2)
+    monitor.observe_event(PANICKED, t)
+    verdict = monitor.decide(t + 0.5, hang_timeout=30)
+    assert verdict is None and len(monitor.boots) == 2  # two crashing boots of three
+    assert all(b.opened_by in ("start", "banner") for b in monitor.boots)

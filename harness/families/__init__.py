@@ -8,6 +8,7 @@ which parser turns crash text into a report.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +37,13 @@ class ConsoleMarkers:
     crash_end: re.Pattern[str]  # the last line of a crash report, when the guest prints one
     recovery_done: re.Pattern[str]  # groups "path", "rc": the recovery script finished
     script_output: re.Pattern[str]  # a line a user's script printed, relayed by the guest
+    # For a guest whose OS may crash before it prints anything (Windows: a boot-start driver
+    # bugchecks before SAC starts, and client editions have no SAC), boots are also counted
+    # from what every boot produces. Left at None/False (Linux), only `boot_start` opens a boot.
+    firmware_boot: re.Pattern[str] | None = None  # the firmware's line at every reset
+    resets_end_boots: bool = False  # libvirt's REBOOT and CRASHED/PANICKED events end the boot
+    # The report of a crash that no text described (the event name, the console line number)
+    untold_crash: Callable[[str, int], CrashReport] | None = None
 
 
 class Family(Protocol):

@@ -45,25 +45,65 @@ What the host reads (design notes, shared/design/windows-notes.md sections 2-3):
   The SAC banner and the bugcheck arrive on COM1, the markers on COM2: a monitor or
   `harness triage` must be given both streams.
 
+**How boots are counted.**  SAC is an optional capability that Windows 10/11 do not
+install (the image recipe adds it, setup.ps1 step 'sac'), and a boot-start driver
+that bugchecks in DriverEntry or in its boot-driver reinitialization callback does it
+before the SAC driver starts: a banner-only count would see one boot in a whole boot
+loop.  So boots are counted from what every boot produces, whatever the OS prints:
+
+* libvirt's events: a CRASHED/PANICKED event (pvpanic, or the Hyper-V crash MSRs;
+  the guest is paused and libvirt restarts it, `on_crash=restart`) or a REBOOT
+  event (a guest reset: Windows' AutoReboot after a bugcheck without a crash
+  device) ends the boot;
+* the firmware's own lines on COM1: OVMF prints, at every reset, which boot option
+  it tries (edk2 BdsDxe)::
+
+      BdsDxe: loading Boot0001 "Windows Boot Manager" from HD(1,GPT,...)/\\EFI\\Microsoft\\Boot\\bootmgfw.efi
+      BdsDxe: starting Boot0001 "Windows Boot Manager" from HD(1,GPT,...)/\\EFI\\Microsoft\\Boot\\bootmgfw.efi
+
+  (`failed to load Boot0001 ...` when an option does not boot).  The first such
+  line after the end of a boot (or after a boot that got past the firmware) opens
+  the next one;
+* the SAC banner still opens a boot it did not see begin (a log cut mid-boot), and
+  a crash event or crash text after an ended boot with no firmware line between
+  opens one (a firmware that prints nothing).
+
+SAC and EMS text enrich a report; they never gate a verdict.  The STOP code comes
+from whichever channel arrives: the EMS BLUESCREEN record, the domain log's
+`panic hyper-v` line (read at the CRASHED event), kd text.  A crash that none of
+them described is still a crash, titled `BUGCHECK: unknown (pvpanic only)`
+(`untold_bugcheck`).  What this cannot see: two resets in a row with a firmware
+that prints nothing and no crash event count as one boot; a dump (MEMORY.DMP) is
+not read.
+
 Every `ConsoleMarkers` field is a pattern that can match; none is a never-match
 placeholder.  The ones that only match if the assumed startup task exists are
 marked "assumed" below.
-
-Limitation: a boot-start driver that bugchecks before the SAC driver starts gives a
-boot without a banner.  Two such crashes in a row are still two reports (each EMS
-record is one bugcheck), but they count as one boot, so such a loop is judged
-"crashed", not "boot-loop", unless something else marks the boots.
 """
 
 from __future__ import annotations
 
 import re
 
+from ..crash.report import CrashReport
 from ..crash.windows import CRASH_END_RE, WindowsConsoleParser
 from . import ConsoleMarkers, CrashParser
 
 SAC_BANNER = "Computer is booting, SAC started and initialized."
 SAC_CMD_AVAILABLE = "EVENT: The CMD command is now available."
+# OVMF's boot manager (edk2 MdeModulePkg BdsDxe), once per boot option it tries at every reset.
+FIRMWARE_BOOT_RE = re.compile(r"BdsDxe: (?:loading|starting|failed to load) Boot[0-9A-Fa-f]{4}\b")
+UNTOLD_TITLE = "BUGCHECK: unknown (pvpanic only)"
+
+
+def untold_bugcheck(event: str, lineno: int) -> CrashReport:
+    """The report of a bugcheck that libvirt's crash event announced and no text described:
+    no EMS record on COM1, no `panic hyper-v` line in the domain log (pvpanic carries no STOP
+    code; the Hyper-V crash MSRs need KVM, and a remote host's log is not read here)."""
+    text = (f"libvirt raised {event}; no bugcheck text arrived: no EMS BLUESCREEN record on COM1, "
+            "no panic hyper-v line in the domain log")
+    return CrashReport(title=UNTOLD_TITLE, kind="bugcheck", text=text, first_line=lineno, last_line=lineno,
+                       panic=True, fatal=True, family="windows")
 
 MARKERS = ConsoleMarkers(
     # One banner per kernel start (the SAC driver prints it when it loads).
@@ -86,6 +126,10 @@ MARKERS = ConsoleMarkers(
     # assumed: the recovery script (WinPE) writes to COM1
     script_output=re.compile(r"(?:^|\] )recovery: "),
     recovery_done=re.compile(r"HARNESS-RECOVERY-DONE path=(?P<path>\S+) rc=(?P<rc>-?\d+)"),
+    # every boot, whatever Windows prints: the firmware's line and libvirt's events
+    firmware_boot=FIRMWARE_BOOT_RE,
+    resets_end_boots=True,
+    untold_crash=untold_bugcheck,
 )
 
 

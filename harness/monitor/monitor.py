@@ -17,6 +17,15 @@ Rules, for the window since `start_window()`:
                     no verdict by the deadline
   infra-error       the domain stopped without a crash, or libvirt went away
 
+What opens a boot: the family's banner (Linux: the kernel's; Windows: SAC's), and
+for a family that says so (`ConsoleMarkers.firmware_boot`, `resets_end_boots`:
+Windows) also what every boot produces whatever the OS prints: libvirt's REBOOT
+and CRASHED/PANICKED events end a boot, and the firmware's boot line (OVMF's
+`BdsDxe: loading Boot0001 ...`) or the next crash opens the next one. A crash
+that no text described (pvpanic alone) is still a crash, with the family's
+report of an untold crash (`untold_crash`); a report the text brings later
+replaces it.
+
 Memory does not grow with the console's volume: a line is judged and dropped
 (the crash parser keeps bounded reports), and the per-boot lists of loaded and
 rejected files keep their first MAX_LISTED entries.
@@ -41,6 +50,7 @@ class Boot:
     crashed: bool = False
     crash_t: float | None = None  # when the first sign of the crash arrived
     crashed_event: bool = False
+    crash_event: str | None = None  # the name of the first crash event (lifecycle:crashed:...)
     report: CrashReport | None = None
     report_deadline: float | None = None  # finish the crash report by then
     report_done: bool = False
@@ -52,6 +62,10 @@ class Boot:
     ssh_ready: bool = False
     error: str | None = None
     recovery_rc: int | None = None  # exit status of a recovery script run in this boot
+    opened_by: str = "start"  # what opened this boot: start, banner, firmware, crash
+    firmware: bool = False  # the firmware's boot line was seen (families with `firmware_boot`)
+    ended: bool = False  # a reset or a crash event ended it: the next boot's signs open another
+    untold: bool = False  # `report` is the family's report of a crash no text described
 
     @property
     def complete(self) -> bool:
@@ -61,7 +75,7 @@ class Boot:
         return BootSummary(self.index, round(self.started, 3), self.crashed, self.complete, self.sensor,
                            self.report.title if self.report else None,
                            [{"file": n, "reason": r} for _, n, r in self.rejected], list(self.loaded),
-                           self.crashed_event, self.error, self.recovery_rc)
+                           self.crashed_event, self.error, self.recovery_rc, self.opened_by)
 
 
 class Monitor:
@@ -114,12 +128,17 @@ class Monitor:
         if m.boot_start.search(line):
             # A banner after a crash is the next boot, even when this boot's own banner was
             # never seen (a serial log that begins mid-boot: rotated by virtlogd, or cut).
-            if boot.banner or boot.crashed:
-                self._collect(boot)
-                self._finish_report(boot)
-                boot = Boot(boot.index + 1, t)
-                self.boots.append(boot)
+            if boot.banner or boot.crashed or boot.ended:
+                boot = self._next_boot(boot, t, "banner")
             boot.banner = True
+        elif m.firmware_boot is not None and m.firmware_boot.search(line):
+            # The firmware speaks first at every reset, several lines per boot: a firmware line
+            # opens the next boot once this one went past the firmware or was ended.
+            if boot.ended or boot.banner or boot.crashed or boot.complete or boot.sensor:
+                boot = self._next_boot(boot, t, "firmware")
+            boot.firmware = True
+        elif crash_start and boot.ended and boot.report_done:
+            boot = self._next_boot(boot, t, "crash")  # a silent firmware, and the next boot crashed
         if crash_start and not boot.crashed:
             boot.crashed = True
             boot.crash_t = t
@@ -149,10 +168,18 @@ class Monitor:
         self.last_activity = max(self.last_activity, t)
         self.events[name] = self.events.get(name, 0) + 1
         boot = self.current(t)
+        resets = self.markers.resets_end_boots
         if name.startswith("lifecycle:crashed"):
+            if resets and boot.ended:  # no sign of the next boot came first: a silent firmware
+                boot = self._next_boot(boot, t, "crash")
             if boot.crash_t is None:
                 boot.crash_t = t
             boot.crashed = boot.crashed_event = True
+            boot.crash_event = boot.crash_event or name
+            # A panicked guest is paused and restarted by libvirt (on_crash); after a
+            # crash-loaded event it goes on (writing its dump) and resets itself: REBOOT.
+            if resets and name.startswith("lifecycle:crashed:panicked"):
+                boot.ended = True
             if self.parser.panicked:  # the report is whole: pvpanic stopped the guest at its panic
                 self._finish_report(boot)
             else:  # the console may still be delivering the panic's last lines
@@ -160,6 +187,8 @@ class Monitor:
                 boot.report_deadline = min(boot.report_deadline or settle, settle)
         elif name.startswith("lifecycle:stopped"):
             self.stopped = name
+        elif name == "reboot" and resets:
+            boot.ended = True  # a guest reset (or libvirt's restart after a crash): this boot is over
 
     def observe_closed(self, why: str, t: float) -> None:
         self.closed = why
@@ -167,10 +196,19 @@ class Monitor:
 
     # --------------------------------------------------------------- reports
 
+    def _next_boot(self, boot: Boot, t: float, opened_by: str) -> Boot:
+        """Close `boot` (its crash report finished) and open the next one."""
+        self._collect(boot)
+        self._finish_report(boot)
+        following = Boot(boot.index + 1, t, opened_by=opened_by)
+        self.boots.append(following)
+        return following
+
     def _collect(self, boot: Boot) -> None:
         for report in self.parser.reports():
-            if boot.report is None:
+            if boot.report is None or boot.untold:  # the text's report replaces an untold one
                 boot.report = report
+                boot.untold = False
                 boot.crashed = True
                 boot.report_done = True
 
@@ -179,6 +217,10 @@ class Monitor:
             for report in self.parser.flush():
                 if boot.report is None:
                     boot.report = report
+            untold = self.markers.untold_crash
+            if boot.report is None and boot.crashed_event and untold is not None:
+                boot.report = untold(boot.crash_event or "lifecycle:crashed", self.lineno)
+                boot.untold = True
             boot.report_done = True
 
     def poll(self, now: float) -> None:
@@ -247,6 +289,9 @@ class Monitor:
                 return self._verdict("crashed", f"{len(crashed)} crashing boot(s), fewer than the "
                                      f"{self.threshold} of a boot loop, by the deadline", now)
             stuck = f"; the guest said {last.error}" if last and last.error else ""
+            resets = sum(1 for b in boots if b.ended)
+            if resets:
+                stuck += f"; {resets} of {len(boots)} boot(s) reset before completing, with no crash seen"
             return self._verdict("hang", "no boot-complete marker by the deadline" + stuck, now)
         return None
 

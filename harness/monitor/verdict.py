@@ -25,6 +25,7 @@ class BootSummary:
     crashed_event: bool = False
     error: str | None = None
     recovery_rc: int | None = None
+    opened_by: str = "start"  # what opened the boot: start, banner, firmware (Windows), crash (Windows)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
