@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.crash import CrashReport, LinuxConsoleParser, is_crash_start, normalize_title, parse_reports
-from harness.crash.linux import (CUT_BY_BOOT, CUT_BY_CRASH, MAX_UNREAD_WARNINGS, NO_FUNCTION, TOO_BIG, TRUNCATED,
+from harness.crash.linux import (CUT_BY_BOOT, CUT_BY_CRASH, MAX_UNREAD_WARNINGS, NO_STACK, TOO_BIG, TRUNCATED,
                                  classify)
 
 LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs" / "linux"
@@ -357,7 +357,7 @@ def test_a_log_cut_off_before_the_rip_line_cannot_name_the_function() -> None:
     assert report.function is None and report.corrupted
     assert report.corrupted_reason == TRUNCATED
     complete_but_nameless = only_report("\n".join(lines_of(text)[:cut]) + "\nRebooting in 1 seconds..")
-    assert complete_but_nameless.corrupted_reason == NO_FUNCTION
+    assert complete_but_nameless.corrupted_reason == NO_STACK  # an Oops without its RIP line and stack
 
 
 def test_a_reboot_in_the_middle_of_a_report_ends_it_as_corrupted() -> None:

@@ -7,13 +7,13 @@ are never the bug), `locate` (the guilty frame of a report), `build` (lines to
 a `CrashReport`), `parser` (the streaming parser the monitor feeds).
 """
 
-from .build import NO_FUNCTION, build_report
+from .build import FAULT_INJECTION, NO_FRAMES, NO_FUNCTION, NO_STACK, STACK_MISSED, build_report
 from .console import strip_console_prefix
 from .frames import SKIP_GROUPS
 from .kinds import KINDS, classify
 from .parser import (CUT_BY_BOOT, CUT_BY_CRASH, MAX_UNREAD_WARNINGS, TOO_BIG, TOO_LONG, TRUNCATED,
                      LinuxConsoleParser, is_crash_start, parse_all, parse_reports)
 
-__all__ = ["CUT_BY_BOOT", "CUT_BY_CRASH", "KINDS", "MAX_UNREAD_WARNINGS", "NO_FUNCTION", "SKIP_GROUPS", "TOO_BIG",
+__all__ = ["CUT_BY_BOOT", "CUT_BY_CRASH", "FAULT_INJECTION", "NO_FRAMES", "NO_STACK", "STACK_MISSED", "KINDS", "MAX_UNREAD_WARNINGS", "NO_FUNCTION", "SKIP_GROUPS", "TOO_BIG",
            "TOO_LONG", "TRUNCATED", "LinuxConsoleParser", "build_report", "classify", "is_crash_start", "parse_all",
            "parse_reports", "strip_console_prefix"]

@@ -13,11 +13,15 @@ import re
 import string
 
 from ..report import CrashReport, normalize_title
-from .frames import Frame
+from .frames import STACK_START_RE, Frame, frames_in
 from .kind import Kind
 from .locate import guilty_frame
 
 NO_FUNCTION = "no faulting function: no kernel RIP line and no usable stack frame"
+NO_STACK = "no stack trace in the report"
+STACK_MISSED = "call trace is missed: the report ends right after its stack header"
+NO_FRAMES = "no frames after a stack trace header: other output is mixed in"
+FAULT_INJECTION = "fault injection frames are mixed into the report"
 
 _FUNC = r"(?P<func>[A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?"
 _RIP_RE = re.compile(r"^RIP: (?P<cs>[0-9a-f]{4}):(?P<value>.*)$")
@@ -76,6 +80,39 @@ def _address(kind: str, head_fields: dict[str, str], bodies: list[str]) -> str |
     return None
 
 
+_FAULT_INJECTION_RE = re.compile(r"^\s*(?:\[<?(?:0x)?[0-9a-f]+>?\]\s+)?should_fail(?:slab)?(?:\.[\w.]+)?\+0x")
+# Kinds whose guilty frame is read from a stack: their report must show one, whole.
+_NO_STACK_LOCATES = {"none", "head", "body", "at", "pc", "frames", "head-frames"}
+CUT_REASONS_PREFIX = ("truncated", "report longer")
+
+
+def interleaved(kind: Kind, own: list[str]) -> str | None:
+    """Why the report's stack cannot be trusted (other text mixed in, or missing), or None."""
+    if kind.locate in _NO_STACK_LOCATES:
+        return None
+    headers = [i for i, line in enumerate(own) if STACK_START_RE.search(line)]
+    for index in headers:
+        if _FAULT_INJECTION_RE.match(own[index]):
+            break
+        following = own[index + 1:index + 16]
+        if len(following) < 3:
+            return STACK_MISSED
+        frames_follow = False
+        for line in following:
+            if STACK_START_RE.search(line):
+                break
+            if frames_in(line):
+                frames_follow = True
+                break
+        if not frames_follow:
+            return NO_FRAMES
+    if any(_FAULT_INJECTION_RE.match(line) for line in own):
+        return FAULT_INJECTION
+    if not headers:
+        return NO_STACK
+    return None
+
+
 def _body_fields(kind: Kind, bodies: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, pattern in kind.body_fields:
@@ -116,6 +153,15 @@ def build_report(kind: Kind, head: re.Match[str], lines: list[tuple[int, str]], 
     fields = dict(head_fields)
     fields.update(_body_fields(kind, own))
     chosen, _frames = guilty_frame(kind, head, own)
+    if kind.name == "kasan" and "rw" not in fields and fields.get("hf"):
+        # No access line (cut, or the old format): the function the head names, as it names it.
+        chosen = Frame(fields["hf"])
+        corrupted_reason = corrupted_reason or "the KASAN report has no access line"
+    broken = interleaved(kind, own)
+    if broken is not None and corrupted_reason is None:
+        corrupted_reason, chosen = broken, None  # rather no function than a random one
+    elif broken is not None and chosen is not None and not corrupted_reason.startswith(CUT_REASONS_PREFIX):
+        chosen = None
     if chosen is None and "f" in fields:
         chosen = Frame(fields["f"])
     needs_function = "{f}" in kind.title

@@ -17,8 +17,10 @@ from .kinds import HEAD_WORDS
 TIMESTAMP_RE = re.compile(r"\[\s*\d+\.\d+\](?:\[\s*[CT]\d+\])? ?")
 _CALLER_RE = re.compile(r"\[\s*\d+\.\d+\]\[\s*(?P<id>[CT]\d+)\]")
 # A report head at the start of a line's message: the line's start, or right after a
-# timestamp or caller id (`...] `), a login prompt, or a log level.
-HEAD_RE = re.compile(r"(?:^|\d\] |login: |^<\d>)\s*(?P<head>" + HEAD_WORDS + ")")
+# timestamp or caller id, a login prompt, a log level or a `2018/01/09 14:28:48 ` date;
+# old lockdep puts its heads in `[ ... ]`.
+HEAD_RE = re.compile(r"(?:^|\[\s*\d+\.\d+\] |\[\s*[CT]\d+\] |login: |^<\d>|^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )"
+                     r"\s*(?:\[ )?(?P<head>" + HEAD_WORDS + ")")
 BOOT_RE = re.compile(r"(?:^|\d\] )Linux version \d|HARNESS-BOOT-START|SeaBIOS \(version")
 CUT_HERE_RE = re.compile(r"^-+\[ cut here \]-+$")
 END_TRACE_RE = re.compile(r"^---\[ end trace")
@@ -29,6 +31,12 @@ END_OF_STACK_RE = re.compile(r"^\s*</TASK>")
 RULE_RE = re.compile(r"^={20,}\s*$")
 # Another CPU's backtrace was asked for: its lines belong to the report.
 NMI_BACKTRACE_RE = re.compile(r"Sending NMI from CPU|NMI backtrace for cpu")
+# Lines inside a report that start another one without ending it, and messages with a
+# stack of their own that mean the text around them is interleaved.
+NOT_A_SECOND_REPORT_RE = re.compile(r"invalid opcode: 0000|\] Oops: |^Oops: |Kernel panic - not syncing|unregister_netdevice: waiting for"
+                                    r"|PANIC: double fault|Internal error:")
+STACK_MESSAGE_RE = re.compile(r"vmalloc: allocation failure:|FAULT_INJECTION: forcing a failure"
+                              r"|FAULT_FLAG_ALLOW_RETRY missing")
 # Lines that may still follow a report after its end-trace line.
 TAIL_RE = re.compile(
     r"^(?:RIP: |Code: |RSP: |RAX: |RDX: |RBP: |R\d+: |FS: |CS: |CR2: |DR\d: |PKRU: "

@@ -135,8 +135,9 @@ _ARM_FRAME_RE = re.compile(rf"^\s*{_PC} \((?P<func>{_NAME})\) from {_PC} \((?P<n
 # The instruction pointer line: x86 `RIP: 0010:f+0x..`, 4.x `IP: [<..>] f+0x..`, i386 `EIP:`,
 # powerpc `NIP`, arm64 `pc : f+0x..`, arm `PC is at f+0x..`.
 IP_RE = re.compile(
-    rf"(?:\b[ER]?IP|\bNIP|\bpc |PC is at):?\s+(?:[0-9a-f]{{4}}:)?(?:{_PC}\s+){{0,2}}"
-    rf"(?:(?P<func>{_NAME})[.+](?:[^\s\]]*)(?:\s+\[(?P<mod>[\w-]+)\])?|0x[0-9a-f]+|\(null\)|{_PC}\s+\(null\))")
+    rf"(?:\b[ER]?IP:|\bNIP:|\bpc\s*:|PC is at)\s*(?:[0-9a-f]{{4}}:)?(?:{_PC}\s+){{0,2}}"
+    rf"(?:(?P<func>{_NAME})[.+](?:[^\s\]]*)(?:\s+\[(?P<mod>[\w-]+)\])?|0x[0-9a-f]+|\(null\)"
+    rf"|\[<\s*\(null\)>\]\s+\(null\))")
 # A line that starts a stack trace (a second one ends the first).
 STACK_START_RE = re.compile(
     r"Call [Tt]race|Allocated(?: by task \d+)?:|Freed(?: by task \d+)?:|[^k] backtrace(?: \(crc [0-9a-f]*\))?:"

@@ -23,7 +23,7 @@ KINDS: tuple[Kind, ...] = (SANITIZER_KINDS + FAULT_KINDS + LOCKING_KINDS + STALL
                            + WARNING_KINDS + PANIC_KINDS + OTHER_KINDS)
 
 # The first words of every head above (a cheap test before the table is tried).
-HEAD_WORDS = (r"BUG[: ]|Oops: |general protection fault|stack segment: |kernel BUG at |Kernel BUG |invalid opcode: "
+HEAD_WORDS = (r"BUG[: ]|Oops: |(?:segment-related )?general protection fault|stack segment: |kernel BUG at |Kernel BUG |invalid opcode: "
               r"|divide[ _]error: |int3: |PANIC: double fault|Kernel panic - not syncing|WARNING:|INFO:"
               r"|\[ (?:WARNING|INFO): |(?:NMI )?watchdog: |rcu: INFO: |UBSAN: |Unable to handle kernel "
               r"|Internal error: |Unhandled fault: |Alignment trap: |unreferenced object 0x"

@@ -27,7 +27,7 @@ FAULT_KINDS: tuple[Kind, ...] = (
     k("page-fault", r"Unable to handle kernel (?P<what>paging request|NULL pointer dereference|access to user memory)"
       r"(?: at virtual address (?P<addr>\S+))?",
       "BUG: unable to handle kernel {what} in {f}", locate="ip-trace", ends_with_trace=True),
-    k("general-protection", _OOPS + r"general protection fault"
+    k("general-protection", _OOPS + r"(?:segment-related )?general protection fault"
       r"(?:, (?:probably|maybe) for (?:non-canonical )?address (?P<addr>0x[0-9a-f]+))?",
       "general protection fault in {f}", locate="ip-trace", ends_with_trace=True),
     k("stack-segment", _OOPS + r"stack segment: ", "stack segment fault in {f}", locate="ip-trace",

@@ -18,8 +18,10 @@ _FINDING = {"fatal": False}
 _WORKQUEUE = ("process_one_work", "flush_workqueue", "drain_workqueue", "destroy_workqueue")
 
 LOCKING_KINDS: tuple[Kind, ...] = (
-    k("lockdep", _W + r"possible circular locking dependency detected", "possible deadlock in {f}",
+    k("lockdep", r"WARNING: possible circular locking dependency detected", "possible deadlock in {f}",
       locate="at-trace", anchor=r"is trying to acquire lock", skip=_WORKQUEUE, **_FINDING),
+    k("lockdep", _W + r"possible circular locking dependency detected", "possible deadlock in {f}",
+      locate="at", anchor=r"is trying to acquire lock", **_FINDING),
     k("lockdep", _W + r"possible irq lock inversion dependency detected", "possible deadlock in {f}",
       locate="at", anchor=r"just changed the state of lock", **_FINDING),
     k("lockdep", r"WARNING: .*-safe -> .*-unsafe lock order detected", "possible deadlock in {f}",

@@ -43,7 +43,8 @@ from enum import Enum
 from ..report import CrashReport
 from .build import build_report
 from .console import (BOOT_RE, CUT_HERE_RE, DIE_RE, END_OF_STACK_RE, END_TRACE_RE, FINAL_RE, HEAD_RE,
-                      NMI_BACKTRACE_RE, PANIC_RE, RULE_RE, TAIL_RE, caller_of, strip_console_prefix)
+                      NMI_BACKTRACE_RE, NOT_A_SECOND_REPORT_RE, PANIC_RE, RULE_RE, STACK_MESSAGE_RE, TAIL_RE,
+                      caller_of, strip_console_prefix)
 from .kind import Kind
 from .kinds import match_head
 
@@ -101,6 +102,7 @@ class _Pending:
     expects_end_trace: bool = False
     other_cpus: bool = False                    # an NMI backtrace of all CPUs was asked for
     head_index: int = 0                         # where the head line is in `own`
+    own_end: int | None = None                  # where a second report began in `own` (no caller ids)
     unrelated: list[tuple[int, str, bool]] = field(default_factory=list)  # seen in TAIL
 
     def add(self, lineno: int, line: str, body: str) -> None:
@@ -197,12 +199,16 @@ class LinuxConsoleParser:
     # -- states --
 
     def _feed_body(self, current: _Pending, line: str, body: str, lineno: int) -> None:
-        if not current.kind.fatal and not current.panic and not PANIC_RE.match(body):
-            opened = open_match(line)
-            if opened is not None and _is_crash(opened[0], opened[1]):
-                self._finish(CUT_BY_CRASH)
-                self._open(line, opened, lineno)
-                return
+        opened = open_match(line)
+        if opened is not None and not current.kind.fatal and not current.panic and not PANIC_RE.match(body) \
+                and _is_crash(opened[0], opened[1]):
+            self._finish(CUT_BY_CRASH)
+            self._open(line, opened, lineno)
+            return
+        if current.own_end is None and current.caller is None and (
+                (opened is not None and not NOT_A_SECOND_REPORT_RE.search(line)) or STACK_MESSAGE_RE.search(body)):
+            # Without caller ids, a second report's lines cannot be told from this one's: read up to it.
+            current.own_end = len(current.own)
         if NMI_BACKTRACE_RE.search(body):
             current.other_cpus = True
         current.add(lineno, line, body)
@@ -268,7 +274,8 @@ class LinuxConsoleParser:
         assert pending is not None
         self._current = None
         pending.unrelated.clear()
-        report = build_report(pending.kind, pending.head, pending.lines, pending.own[pending.head_index:], pending.panic,
+        own = pending.own[pending.head_index:pending.own_end]
+        report = build_report(pending.kind, pending.head, pending.lines, own, pending.panic,
                               corrupted_reason)
         if report.fatal:
             self._reports.append(report)
