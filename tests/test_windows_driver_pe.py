@@ -129,6 +129,22 @@ def test_driver_imports_only_the_kernel_and_the_filter_manager(drivers: dict[str
 
 
 @pytest.mark.parametrize("build", BUILDS)
+def test_each_dll_has_one_import_descriptor(drivers: dict[str, Path], build: str) -> None:
+    """Two import libraries for one DLL (mingw's libntoskrnl.a next to our own) would give the
+    image two ntoskrnl.exe descriptors; drivers/windows/ntoskrnl.def is the one list."""
+    names = [entry.dll.decode().lower() for entry in load_pe(drivers[build]).DIRECTORY_ENTRY_IMPORT]
+    assert sorted(names) == sorted(set(names)), f"{build}: import descriptors {names}"
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_driver_allocates_pool_with_exallocatepool2(drivers: dict[str, Path], build: str) -> None:
+    """ExAllocatePoolWithTag is deprecated (Windows 10 2004: ExAllocatePool2, zeroed memory)."""
+    kernel = imported_functions(load_pe(drivers[build]))["ntoskrnl.exe"]
+    assert "ExAllocatePool2" in kernel
+    assert not {"ExAllocatePoolWithTag", "ExAllocatePool", "ExAllocatePoolWithQuotaTag"} & kernel
+
+
+@pytest.mark.parametrize("build", BUILDS)
 def test_driver_registers_and_starts_a_minifilter(drivers: dict[str, Path], build: str) -> None:
     fltmgr = imported_functions(load_pe(drivers[build]))["fltmgr.sys"]
     assert {"FltRegisterFilter", "FltStartFiltering", "FltUnregisterFilter"} <= fltmgr

@@ -9,12 +9,19 @@
  * fltmgr_min.h; with the WDK it includes <fltKernel.h> instead.
  *
  * Life cycle
- *   DriverEntry       FltRegisterFilter + FltStartFiltering.  If the driver
- *                     starts during boot (the normal case: StartType 0), file
- *                     systems are not ready yet, so the content is read later
- *                     in the boot-driver reinitialization callback.  If it is
- *                     started after boot (fltmc load), IoGetBootDiskInformation
- *                     says STATUS_TOO_LATE and the content is read at once.
+ *   DriverEntry       FltRegisterFilter + FltStartFiltering, then queues two
+ *                     routines and takes a reference on its driver object so
+ *                     that the image stays loaded until both have run:
+ *   reinitialization  (IoRegisterDriverReinitialization: runs after DriverEntry
+ *                     for a load after boot, after the boot drivers during
+ *                     boot) asks IoGetBootDiskInformation, in a
+ *                     reinitialization routine as documented, whether the boot
+ *                     is over.  STATUS_TOO_LATE: started after boot (fltmc
+ *                     load), no boot reinitialization will come, so the
+ *                     content is read now.
+ *   boot reinit       (IoRegisterBootDriverReinitialization: after the boot
+ *                     devices have started) reads the content during boot,
+ *                     when file systems are ready.  Only one of the two reads.
  *   content load      every C-00000291-<8 digits>-<8 digits>.sys in
  *                     \SystemRoot\System32\drivers\HarnessSensor\, in order
  *                     of sequence, then variant (highest sequence last).
@@ -27,7 +34,11 @@
  *   pre-create        IRP_MJ_CREATE_NAMED_PIPE on the named-pipe file system:
  *                     the 20 synthetic attributes with slot 0 replaced by the
  *                     real pipe name, evaluated against the loaded content.
- *   unload            FltUnregisterFilter, then everything is freed.
+ *   unload            FltUnregisterFilter, then everything is freed.  A
+ *                     mandatory unload while a routine is still queued marks
+ *                     the driver unloaded; the routine then only drops the
+ *                     driver-object reference (ObDereferenceObjectDeferDelete),
+ *                     so no routine ever runs in an unloaded image.
  *
  * Input guard slots (chf_slots_init) point into a MmAllocateMappingAddress
  * reservation that is never mapped: a canonical kernel address that faults
@@ -45,9 +56,9 @@
  */
 #if defined(__MINGW32__)
 #include "fltmgr_min.h"
+#include "ntoskrnl_min.h"
 #else
 #include <fltKernel.h>
-#pragma warning(disable : 4996) /* ExAllocatePoolWithTag: keeps Windows 10 < 2004 */
 #endif
 
 #include "chf_interp.h"
@@ -74,6 +85,10 @@
 #define HS_TAG_POISON HS_TAG('H', 's', 'P', 'z')  /* never-mapped poison */
 
 #define hs_log(...) DbgPrintEx(DPFLTR_IHVDRIVER_ID, DPFLTR_ERROR_LEVEL, __VA_ARGS__)
+
+/* Non-paged, zeroed pool (ExAllocatePool2, Windows 10 2004 and later; it
+ * replaces the deprecated ExAllocatePoolWithTag). */
+#define hs_pool_alloc(size, tag) ExAllocatePool2(POOL_FLAG_NON_PAGED, (size), (tag))
 
 /* ----------------------------------------------------------------- types */
 
@@ -115,8 +130,9 @@ struct hs_event {
 /*
  * Driver state.  The content set (files) is read by the pre-create callback
  * under the shared lock and replaced by the (single) content load pass under
- * the exclusive lock.  Only one load pass ever runs: from DriverEntry or
- * from the boot reinitialization callback.
+ * the exclusive lock.  Only one load pass ever runs: from the
+ * reinitialization routine (a load after boot) or from the boot
+ * reinitialization routine (a boot start).
  */
 static struct {
 	PFLT_FILTER filter;
@@ -125,7 +141,10 @@ static struct {
 	PVOID poison;	/* reserved, never mapped */
 	struct hs_file *files;	/* the content set, in load order */
 	volatile LONG instances; /* instances loaded, for a cheap early-out */
-	volatile LONG reinit_pending;
+	PDRIVER_OBJECT driver;
+	volatile LONG routines;	/* queued reinitialization routines not yet run */
+	volatile LONG content_pending; /* the one content load has not run yet */
+	volatile LONG unloaded;	/* a mandatory unload came first: do nothing */
 } g;
 
 DRIVER_INITIALIZE DriverEntry;
@@ -135,7 +154,7 @@ DRIVER_INITIALIZE DriverEntry;
 static void *hs_alloc(uint32_t size, void *ctx)
 {
 	UNREFERENCED_PARAMETER(ctx);
-	return ExAllocatePoolWithTag(NonPagedPoolNx, size, HS_TAG_CONTENT);
+	return hs_pool_alloc(size, HS_TAG_CONTENT);
 }
 
 static void hs_free(void *ptr, void *ctx)
@@ -314,18 +333,6 @@ static int hs_file_cmp(const struct hs_file *a, const struct hs_file *b)
 	return 0;
 }
 
-#if CHF_HARDENED
-static BOOLEAN hs_same_name(const struct hs_file *a, const struct hs_file *b)
-{
-	ULONG i;
-
-	for (i = 0; i < HS_NAME_LEN; i++)
-		if (a->name[i] != b->name[i])
-			return FALSE;
-	return TRUE;
-}
-#endif
-
 /* UTF-16 to UTF-8 (unpaired surrogates become U+FFFD); truncates at cap. */
 static ULONG hs_utf8(const WCHAR *s, ULONG chars, PUCHAR out, ULONG cap)
 {
@@ -445,7 +452,7 @@ static NTSTATUS hs_scan_entry(const FILE_DIRECTORY_INFORMATION *e,
 		       (ULONG)HS_MAX_FILES);
 		return STATUS_NO_MORE_FILES;
 	}
-	f = ExAllocatePoolWithTag(NonPagedPoolNx, sizeof(*f), HS_TAG_WORK);
+	f = hs_pool_alloc(sizeof(*f), HS_TAG_WORK);
 	if (!f)
 		return STATUS_INSUFFICIENT_RESOURCES;
 	f->variant = variant;
@@ -472,7 +479,7 @@ static NTSTATUS hs_list_dir(HANDLE dir, struct hs_file **found)
 	NTSTATUS status;
 
 	*found = NULL;
-	buf = ExAllocatePoolWithTag(NonPagedPoolNx, HS_DIR_BUFFER, HS_TAG_WORK);
+	buf = hs_pool_alloc(HS_DIR_BUFFER, HS_TAG_WORK);
 	if (!buf)
 		return STATUS_INSUFFICIENT_RESOURCES;
 	for (;;) {
@@ -601,41 +608,12 @@ out_close:
 	ZwClose(h);
 }
 
-/*
- * Hardened build: give f the content its name had before this pass ("keeps
- * the last good content"), as sensor_keep_last_good() does on Linux.  The
- * vulnerable build has no such fallback.
- */
-static BOOLEAN hs_keep_last_good(struct hs_file *f)
-{
-#if CHF_HARDENED
-	struct hs_file *old;
-	BOOLEAN kept = FALSE;
-
-	hs_lock_exclusive();
-	for (old = g.files; old; old = old->next) {
-		if (old->has_content && hs_same_name(old, f)) {
-			f->content = old->content;
-			f->has_content = TRUE;
-			old->has_content = FALSE;
-			kept = TRUE;
-			break;
-		}
-	}
-	hs_unlock();
-	return kept;
-#else
-	UNREFERENCED_PARAMETER(f);
-	return FALSE;
-#endif
-}
-
 /* --------------------------------------------------------------- events */
 
 static struct hs_event *hs_event_new(void)
 {
 	struct hs_event *ev =
-		ExAllocatePoolWithTag(NonPagedPoolNx, sizeof(*ev), HS_TAG_WORK);
+		hs_pool_alloc(sizeof(*ev), HS_TAG_WORK);
 
 	if (ev) {
 		chf_synthetic_event(ev->values);
@@ -695,21 +673,12 @@ static void hs_load_content(void)
 			ZwClose(dir);
 	}
 	if (!NT_SUCCESS(status)) {
-		BOOLEAN keep;
-
-		hs_lock_shared();
-		keep = CHF_HARDENED && g.files != NULL;
-		hs_unlock();
-		hs_log(HS_PREFIX HS_CONTENT_DIR_A ": cannot read the content directory (status 0x%08lx); %s\n",
-		       (ULONG)status, keep ? "keeping last good content" : "running with no content");
-		if (!keep)
-			fresh = NULL; /* replaces the set below */
-		else
-			goto evaluate;
+		hs_log(HS_PREFIX HS_CONTENT_DIR_A ": cannot read the content directory (status 0x%08lx); "
+		       "running with no content\n", (ULONG)status);
+		fresh = NULL;
 	} else {
 		for (f = fresh; f; f = f->next) {
 			struct hs_outcome out;
-			BOOLEAN kept;
 
 			files++;
 			hs_load_file(dir, f, &out);
@@ -720,14 +689,14 @@ static void hs_load_content(void)
 				continue;
 			}
 			rejected++;
-			kept = hs_keep_last_good(f);
-			hs_log(HS_PREFIX "%s: rejected: %s [%s]%s\n", f->name, out.text,
-			       out.reason, kept ? "; keeping last good content" : "");
+			hs_log(HS_PREFIX "%s: rejected: %s [%s]\n", f->name, out.text, out.reason);
 		}
 		ZwClose(dir);
 	}
 
-	/* Files that disappeared or lost their content are dropped. */
+	/* The one load pass: the set was empty, nothing is replaced but NULL.
+	 * (A reload path must bring back "keep the last good content" with a
+	 * test of its own: one load pass per boot never has a last good.) */
 	hs_lock_exclusive();
 	old = g.files;
 	g.files = fresh;
@@ -735,7 +704,6 @@ static void hs_load_content(void)
 	hs_unlock();
 	hs_free_files(old);
 
-evaluate:
 	ev = hs_event_new();
 	if (ev) {
 		struct chf_eval sum;
@@ -752,13 +720,56 @@ evaluate:
 	       CHF_BUILD_NAME, files, loaded, rejected);
 }
 
+/*
+ * Run the content load once, unless a mandatory unload came first; then, as
+ * the last queued routine, drop the reference DriverEntry took on the driver
+ * object.  ObDereferenceObjectDeferDelete: if that is the last reference the
+ * image is unloaded by a worker thread later, never under our feet while
+ * this routine still runs in it.
+ */
+static void hs_routine_done(BOOLEAN load)
+{
+	if (load && !g.unloaded && InterlockedExchange(&g.content_pending, 0))
+		hs_load_content();
+	if (InterlockedDecrement(&g.routines) == 0)
+		ObDereferenceObjectDeferDelete(g.driver);
+}
+
+/* Boot start: the boot devices have started, file systems are ready. */
 static VOID NTAPI hs_boot_reinit(PDRIVER_OBJECT driver, PVOID context, ULONG count)
 {
 	UNREFERENCED_PARAMETER(driver);
 	UNREFERENCED_PARAMETER(context);
 	UNREFERENCED_PARAMETER(count);
-	hs_load_content();
-	InterlockedExchange(&g.reinit_pending, 0);
+	hs_routine_done(TRUE);
+}
+
+/*
+ * Runs after DriverEntry of a driver loaded after boot, and after all boot
+ * drivers during boot.  IoGetBootDiskInformation belongs in a
+ * reinitialization routine; STATUS_TOO_LATE means the boot is over, so the
+ * boot reinitialization routine will never run and the content is read now.
+ */
+static VOID NTAPI hs_reinit(PDRIVER_OBJECT driver, PVOID context, ULONG count)
+{
+	BOOTDISK_INFORMATION boot_disk;
+	BOOLEAN after_boot;
+
+	UNREFERENCED_PARAMETER(driver);
+	UNREFERENCED_PARAMETER(context);
+	UNREFERENCED_PARAMETER(count);
+	after_boot = IoGetBootDiskInformation(&boot_disk, sizeof(boot_disk)) == STATUS_TOO_LATE;
+	if (after_boot) /* the boot queue has been run already: ours never will */
+		InterlockedDecrement(&g.routines);
+	if (!g.unloaded) {
+		if (after_boot)
+			hs_log(HS_PREFIX "started after boot (build=%s): reading content now\n",
+			       CHF_BUILD_NAME);
+		else
+			hs_log(HS_PREFIX "boot start (build=%s): content is read once the boot devices have started\n",
+			       CHF_BUILD_NAME);
+	}
+	hs_routine_done(after_boot);
 }
 
 /* ------------------------------------------------------ FltMgr callbacks */
@@ -834,9 +845,12 @@ static void hs_cleanup(void)
 
 static NTSTATUS FLTAPI hs_unload(FLT_FILTER_UNLOAD_FLAGS flags)
 {
-	/* The boot reinitialization callback still has to run in this image. */
-	if (g.reinit_pending && !(flags & FLTFL_FILTER_UNLOAD_MANDATORY))
+	/* The content has not been read yet: refuse an optional unload.  A
+	 * mandatory one goes ahead; the queued routines find g.unloaded and only
+	 * release the driver object, which keeps the image loaded until then. */
+	if (g.content_pending && !(flags & FLTFL_FILTER_UNLOAD_MANDATORY))
 		return STATUS_FLT_DO_NOT_DETACH;
+	InterlockedExchange(&g.unloaded, 1);
 	FltUnregisterFilter(g.filter); /* waits for callbacks in progress */
 	g.filter = NULL;
 	hs_cleanup();
@@ -872,7 +886,6 @@ static const FLT_REGISTRATION hs_registration = {
 
 NTSTATUS NTAPI DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
-	BOOTDISK_INFORMATION boot_disk;
 	NTSTATUS status;
 
 	UNREFERENCED_PARAMETER(registry_path);
@@ -900,18 +913,14 @@ NTSTATUS NTAPI DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 		goto fail;
 	}
 
-	/* STATUS_TOO_LATE: started after boot (fltmc load), the file systems
-	 * are up and a boot reinitialization callback would never run. */
-	if (IoGetBootDiskInformation(&boot_disk, sizeof(boot_disk)) == STATUS_TOO_LATE) {
-		hs_log(HS_PREFIX "started after boot (build=%s): reading content now\n",
-		       CHF_BUILD_NAME);
-		hs_load_content();
-	} else {
-		hs_log(HS_PREFIX "boot start (build=%s): content is read once the boot devices have started\n",
-		       CHF_BUILD_NAME);
-		InterlockedExchange(&g.reinit_pending, 1);
-		IoRegisterBootDriverReinitialization(driver, hs_boot_reinit, NULL);
-	}
+	/* Both routines run in this image: keep it loaded until the last one
+	 * has run (hs_routine_done), whatever unloads the filter meanwhile. */
+	g.driver = driver;
+	g.routines = 2;
+	g.content_pending = 1;
+	ObReferenceObject(driver);
+	IoRegisterDriverReinitialization(driver, hs_reinit, NULL);
+	IoRegisterBootDriverReinitialization(driver, hs_boot_reinit, NULL);
 	return STATUS_SUCCESS;
 
 fail:

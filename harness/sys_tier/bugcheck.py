@@ -30,6 +30,11 @@ _ACCESS = {"read": 0x0, "write": 0x2, "fetch": 0x10}
 # (a reserved, never-mapped page; Channel File 291's dumps show the same value).
 NOT_PRESENT = 0x2
 STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
+STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
+
+
+class EmulatorLimit(Exception):
+    """The run stopped on something the emulator cannot do, not on anything the driver did."""
 
 
 @dataclass
@@ -68,7 +73,11 @@ def from_emulator_error(error: Any, pc: int) -> Bugcheck:
     if kind.startswith("invalid_") or kind.startswith("invalid_protect_"):
         access = "write" if "write" in kind else "fetch" if "fetch" in kind else "read"
         return page_fault(int(address if address is not None else 0), access, int(ip))
-    # Anything else the CPU raised (an invalid opcode, a division by zero) reaches no handler
-    # in a driver without __try: KMODE_EXCEPTION_NOT_HANDLED with the exception code and address.
-    return Bugcheck(KMODE_EXCEPTION_NOT_HANDLED, (STATUS_ILLEGAL_INSTRUCTION, int(ip), 0, 0),
-                    f"unhandled exception in the driver: {kind or 'unknown'}", ip=int(ip))
+    if kind == "unhandled_interrupt" or "UC_ERR_INSN_INVALID" in kind or "UC_ERR_EXCEPTION" in kind:
+        # A CPU exception (invalid opcode, division by zero, int3) reaches no handler in a driver
+        # without __try: KMODE_EXCEPTION_NOT_HANDLED with the exception code and address.
+        code = STATUS_INTEGER_DIVIDE_BY_ZERO if kind == "unhandled_interrupt" else STATUS_ILLEGAL_INSTRUCTION
+        return Bugcheck(KMODE_EXCEPTION_NOT_HANDLED, (code, int(ip), 0, 0),
+                        f"unhandled exception in the driver: {kind}", ip=int(ip))
+    api = getattr(error, "api_name", None)
+    raise EmulatorLimit(f"the emulator has no model of {api}" if api else f"the emulator failed: {kind}")

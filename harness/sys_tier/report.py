@@ -99,6 +99,7 @@ def verdict(run: SysRun, name: str, size: int, build: str) -> dict[str, Any]:
         filter={"registration": run.registration, "registration_error": run.registration_error,
                 "volumes": run.instances},
         leaks=run.leaks,
+        image="unloaded" if run.image_unloaded else "loaded",
         seconds=round(run.seconds, 3),
         note=ALIAS_NOTE,
     )

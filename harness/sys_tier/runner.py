@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bugcheck import DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, Bugcheck, from_emulator_error
+from ..errors import InfraError
+from .bugcheck import (DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, Bugcheck, EmulatorLimit,
+                       from_emulator_error)
 from .console import Console
 from .filesystem import FileSystemModel
 from .fltmgr import FltMgrModel
@@ -50,6 +52,7 @@ class Step:
     function: str
     status: int | None  # NTSTATUS or callback return value; None for void / a stop
     seconds: float
+    calls: list[str] = field(default_factory=list)  # kernel routines the driver called in this step
 
 
 @dataclass
@@ -79,7 +82,7 @@ class SysRun:
     leaks: list[str]
     region: str | None = None  # where a faulting address lay
     reservation: dict[str, Any] | None = None
-    api_calls: list[str] = field(default_factory=list)
+    image_unloaded: bool = False
     seconds: float = 0.0
 
 
@@ -105,6 +108,8 @@ class Runner:
         self.stop: Stop | None = None
         self.instances: dict[str, str] = {}
         self.image_unloaded = False
+        self.filter_unloaded = False
+        self._calls_seen = 0
 
     # ------------------------------------------------------------------ the run
 
@@ -120,7 +125,7 @@ class Runner:
         leaks = [] if self.stop else self.memory.leaks() + self.fs.leaks() + self.flt.leaks()
         return SysRun(self.sys_path, self.console.flush(), self.steps, self.stop, list(self.fs.reads),
                       self.flt.registration_json(self.symbols.name), self.flt.registration_error,
-                      self.instances, leaks, region, reservation, self.k.api_calls,
+                      self.instances, leaks, region, reservation, self.image_unloaded,
                       time.monotonic() - started)
 
     def _lifecycle(self) -> None:
@@ -145,7 +150,9 @@ class Runner:
                 if not self._call("boot driver reinitialization", r.routine, [driver, r.context, r.count]):
                     return
             self.io.booted = True
-        if self.image_unloaded or self.flt.registration is None or not self.flt.started:
+            if self.filter_unloaded and self.io.extra_references <= 0:
+                self.image_unloaded = True  # the last reference went with the routine (deferred delete)
+        if self.filter_unloaded or self.flt.registration is None or not self.flt.started:
             return
         if not self._instance_setup():
             return
@@ -193,6 +200,7 @@ class Runner:
             return True  # the filter refused to go: it stays loaded
         # FltMgr deletes the filter, then the I/O manager deletes the driver object: the image
         # goes unless the driver holds a reference of its own on its driver object.
+        self.filter_unloaded = True
         self.image_unloaded = self.io.extra_references <= 0
         return True
 
@@ -207,13 +215,19 @@ class Runner:
         seconds = time.monotonic() - started
         function = self.symbols.name(addr)
         if self.k.bugcheck is not None or result.error is not None:
-            bugcheck = self.k.bugcheck or from_emulator_error(result.error, result.pc)
+            try:
+                bugcheck = self.k.bugcheck or from_emulator_error(result.error, result.pc)
+            except EmulatorLimit as exc:
+                raise InfraError(f"{self.sys_path}: {exc} (in {step}, {self.symbols.name(result.pc)}): "
+                                 "the sys tier cannot judge this driver; extend harness/sys_tier") from None
             self.k.bugcheck = bugcheck
             ip = bugcheck.ip if bugcheck.ip is not None else result.pc
             self._stopped("bugcheck", step, ip, bugcheck)
         elif not result.returned:
             self._stopped("hang", step, result.pc, None)
-        self.steps.append(Step(step, function, None if self.stop else result.value, seconds))
+        calls = self.k.api_calls[self._calls_seen:]
+        self._calls_seen = len(self.k.api_calls)
+        self.steps.append(Step(step, function, None if self.stop else result.value, seconds, calls))
         return self.stop is None
 
     def _stopped(self, kind: str, step: str, pc: int, bugcheck: Bugcheck | None) -> None:
