@@ -20,7 +20,7 @@ import dataclasses
 import itertools
 import os
 import shutil
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 _RUN_ID = pytest.StashKey[str]()
 _CRASHES = pytest.StashKey[list[tuple[str, str, str]]]()
-_MACHINE = pytest.StashKey["Machine"]()
+_MACHINE = pytest.StashKey["Machine"]()  # the vm fixture's
+_MACHINES = pytest.StashKey[list["Machine"]]()  # every machine the test made
+_UNWATCH = pytest.StashKey[Callable[[], None]]()
 _SLOTS = itertools.count(1)
 TEARDOWN_DRAIN_S = 120.0  # the background destroys of the last tests, at the end of the session
 
@@ -245,34 +247,62 @@ def vm(request: pytest.FixtureRequest, harness_profile: Profile, machine_guest: 
     machine.close(keep=failed and request.config.getoption("harness_keep_vms"), background=True)
 
 
-def _check_markers(item: pytest.Item, machine: Machine) -> None:
-    """Compare what the machine did over the whole test with what the markers expect."""
-    if not machine.verdicts:
-        return
-    names = [v.verdict for v in machine.verdicts]
-    crashes = [v for v in machine.verdicts if v.verdict in ("crashed", "boot-loop")]
-    where = f"(artifacts: {machine.artifacts})"
+def _check_markers(item: pytest.Item, machines: list[Machine]) -> None:
+    """Compare what every machine the test touched did over the whole test with what the markers
+    expect, whether or not the test waited for a verdict: a crash the monitor saw during
+    expect(), run(), a transport or the guest agent counts as much as a judged one."""
+    verdicts = [v for m in machines for v in m.verdicts]
+    names = [v.verdict for v in verdicts]
+    crashes = [title for m in machines for title in m.crashes_seen()]
+    recoveries = {path: r for m in machines for path, r in m.recoveries.items()}
+    where = f"(artifacts: {', '.join(str(m.artifacts) for m in machines)})"
+    last = verdicts[-1].one_line() if verdicts else "no verdict (the test never called wait_verdict())"
     recovery = item.get_closest_marker("expect_recovery")
     expects_crash = any(item.get_closest_marker(m) for m in ("expect_crash", "expect_boot_loop")) or recovery
     if item.get_closest_marker("expect_boot_loop") and "boot-loop" not in names:
-        pytest.fail(f"expected a boot loop, got {machine.verdicts[-1].one_line()} {where}", pytrace=False)
+        pytest.fail(f"expected a boot loop, got {last} {where}", pytrace=False)
     if item.get_closest_marker("expect_crash") and not crashes:
-        pytest.fail(f"expected a crash, got {machine.verdicts[-1].one_line()} {where}", pytrace=False)
+        pytest.fail(f"expected a crash, got {last} {where}", pytrace=False)
     if crashes and not expects_crash:
-        pytest.fail(f"unexpected crash: {crashes[0].one_line()} {where}", pytrace=False)
+        judged = next((v.one_line() for v in verdicts if v.crash is not None), None)
+        pytest.fail(f"unexpected crash: {judged or crashes[0]} {where}", pytrace=False)
     for path in (recovery.args if recovery else ()):
-        result = machine.recoveries.get(path)
+        result = recoveries.get(path)
         if result is None or result.result != "recovered":
             what = f"{result.result}: {result.reason}" if result else "not run"
             pytest.fail(f"expected recovery by {path}, got {what} {where}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """Watch for every Machine the test makes (the vm fixture's, or its own) until teardown."""
+    try:
+        from .vm.machine import watch_new_machines
+    except ImportError:  # no libvirt-python here: no machine can be made
+        return (yield)
+
+    machines: list[Machine] = []
+    item.stash[_MACHINES] = machines
+    item.stash[_UNWATCH] = watch_new_machines(machines.append)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    finally:
+        unwatch = item.stash.get(_UNWATCH, None)
+        if unwatch is not None:
+            unwatch()
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     result = yield
-    machine = item.stash.get(_MACHINE, None)
-    if machine is not None:
-        _check_markers(item, machine)
+    machines = item.stash.get(_MACHINES, [])
+    if machines:
+        _check_markers(item, machines)
     return result
 
 
@@ -292,6 +322,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if crashed is not None and crashed.crash is not None:
         item.user_properties.append(("crash_title", crashed.crash.title))
         item.config.stash[_CRASHES].append((item.nodeid, crashed.verdict, crashed.crash.title))
+    elif seen := machine.crashes_seen():  # seen during expect(), run() ..., never judged
+        item.user_properties.append(("crash_title", seen[0]))
+        item.config.stash[_CRASHES].append((item.nodeid, "crash", seen[0]))
     for path, result in machine.recoveries.items():
         item.user_properties.append((f"recovery_{path}", result.result))
     if report.failed:

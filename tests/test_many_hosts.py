@@ -159,6 +159,7 @@ def test_two_workers_run_their_machines_on_two_hosts(reference_guest: object, ss
     assert ssh_host.accepted_logins() > logins_before  # the second host really was reached over SSH
 
 
+@pytest.mark.expect_boot_loop
 def test_over_ssh_a_machine_gets_its_events_and_console_and_a_crash_with_its_report(
         reference_guest: object, ssh_host: SshHost, tmp_path: Path) -> None:
     vm = machine(ssh_host.uri(), reference_guest, tmp_path, "ssh-crash")

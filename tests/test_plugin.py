@@ -32,6 +32,26 @@ def test_does_not_expect_the_crash_it_gets(vm):
     vm.install_content({{"C-00000291-00000000-00000032.sys": CF291}})
     vm.boot()
     vm.wait_verdict()
+
+
+@pytest.mark.expect_boot_loop
+def test_expects_a_loop_and_never_asks_for_a_verdict(vm):
+    vm.install_content({{"C-00000291-00000000-00000001.sys": GOOD}})
+    vm.boot()
+    vm.expect("HARNESS-BOOT-COMPLETE", timeout=120)
+
+
+def test_a_crash_while_waiting_for_a_line_is_not_missed(vm):
+    vm.install_content({{"C-00000291-00000000-00000032.sys": CF291}})
+    vm.boot()
+    vm.expect("Kernel panic", timeout=120)
+
+
+@pytest.mark.expect_crash
+def test_a_marked_crash_seen_by_expect_passes(vm):
+    vm.install_content({{"C-00000291-00000000-00000032.sys": CF291}})
+    vm.boot()
+    vm.expect("Kernel panic", timeout=120)
 '''
 
 
@@ -40,13 +60,18 @@ def test_markers_report_sections_junit_and_summary(pytester: pytest.Pytester, re
     artifacts = pytester.path / "artifacts"
     result = pytester.runpytest("-p", "no:cacheprovider", f"--harness-artifacts={artifacts}",
                                 "--junitxml=junit.xml", "-rf")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=4, passed=1)
     result.stdout.fnmatch_lines([
         "*expected a boot loop, got healthy after 1 boot(s)*",
         "*unexpected crash: boot-loop after 2 boot(s), crash: BUG: unable to handle page fault in chf_match_criterion*",
+        "expected a boot loop, got no verdict (the test never called wait_verdict())*"
+        "test_expects_a_loop_and_never_asks_for_a_verdict)",
+        "unexpected crash: BUG: unable to handle page fault in chf_match_criterion (artifacts:*"
+        "test_a_crash_while_waiting_for_a_line_is_not_missed)",
         "*serial tail*",
         "*harness: crashes seen*",
         "boot-loop   BUG: unable to handle page fault in chf_match_criterion  (test_inner.py::test_does_not_expect*",
+        "crash       BUG: unable to handle page fault in chf_match_criterion  (test_inner.py::test_a_crash_while*",
     ])
     cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
              for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}

@@ -80,6 +80,17 @@ def make_backend(spec: MachineSpec) -> GuestBackend:
     return WindowsBackend(spec.guest)
 
 
+_new_machine_watchers: list[Callable[[Machine], None]] = []
+
+
+def watch_new_machines(callback: Callable[[Machine], None]) -> Callable[[], None]:
+    """Call `callback` with every Machine made from now on, until the returned function is called
+    (the pytest plugin judges each machine a test touched). Only the newest watcher is told: a
+    pytest run inside a test (pytester) judges its own machines, not the outer test."""
+    _new_machine_watchers.append(callback)
+    return lambda: _new_machine_watchers.remove(callback)
+
+
 class Machine:
     def __init__(self, spec: MachineSpec, progress: Progress | None = None) -> None:
         self.spec = spec
@@ -121,6 +132,8 @@ class Machine:
         self._ssh: SshSession | None = None
         self._boots_started = 0
         self.closed: Future[None] | None = None  # the background teardown, once close() ran
+        if _new_machine_watchers:
+            _new_machine_watchers[-1](self)
 
     # ------------------------------------------------------------- helpers
 
@@ -266,6 +279,21 @@ class Machine:
             raise HarnessError("recover() needs the bad update named: install_content(..., bad_update=True) "
                                "or put_content_online(..., bad_update=True)")
         return recover(self, path, {n: self.delivered[n] for n in self.bad_update}, script, crash_offset_s)
+
+    def crashes_seen(self) -> list[str]:
+        """The title of every crash the monitor saw in this machine's life, whether or not a
+        verdict was asked for (a crash during expect(), run(), a transport or the guest agent)."""
+        with self.cond:
+            while True:  # a report still arriving gets its grace window (bounded by the profile's)
+                now = self.now()
+                self.monitor.poll(now)
+                pending = [b.report_deadline for b in self.monitor.boots
+                           if b.crashed and not b.report_done and b.report_deadline is not None]
+                if not pending or min(pending) <= now or self.dom is None:
+                    break
+                self.cond.wait(min(min(pending) - now, self.profile.timeouts.grace) + 0.01)
+            return [boot.report.title if boot.report else "crash (its report is incomplete)"
+                    for boot in self.monitor.boots if boot.crashed]
 
     def wait_recovery_env(self, timeout: float | None = None, hang_timeout: float | None = None) -> tuple[str, str]:
         """Wait for a recovery-environment boot to run its script and power off."""
