@@ -158,9 +158,15 @@ def build_report(kind: Kind, head: re.Match[str], lines: list[tuple[int, str]], 
         chosen = Frame(fields["hf"])
         corrupted_reason = corrupted_reason or "the KASAN report has no access line"
     broken = interleaved(kind, own)
+    # A kernel RIP line names the faulting function by itself: a report that only lacks its
+    # stack keeps it (corrupted all the same).  Mixed-in text makes any frame a guess.
+    keeps_ip = broken == NO_STACK and kind.locate in ("ip", "ip-trace") and chosen is not None
     if broken is not None and corrupted_reason is None:
-        corrupted_reason, chosen = broken, None  # rather no function than a random one
-    elif broken is not None and chosen is not None and not corrupted_reason.startswith(CUT_REASONS_PREFIX):
+        corrupted_reason = broken
+        if not keeps_ip:
+            chosen = None  # rather no function than a random one
+    elif broken is not None and chosen is not None and not keeps_ip \
+            and not corrupted_reason.startswith(CUT_REASONS_PREFIX):
         chosen = None
     if chosen is None and "f" in fields:
         chosen = Frame(fields["f"])
