@@ -102,6 +102,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
         if result.domain_log is not None or result.family != "linux":
             out.update(domain_log=str(result.domain_log) if result.domain_log else None, family=result.family)
         out.update(verdict.to_json())
+        out.update(result.reports_json())  # every report in the log, in order, beside `crash`
         print(json.dumps(out))
     else:
         print(f"verdict:   {verdict.verdict} ({verdict.reason})")

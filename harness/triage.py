@@ -17,9 +17,12 @@ Linux; when both appear the earlier one wins; when neither does, Linux (what
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from .crash.linux import LinuxConsoleParser
 from .crash.report import CrashReport
 from .crash.windows import fuse_reports, parse_domain_log
 from .errors import InputFileError
@@ -29,6 +32,8 @@ from .monitor.monitor import Monitor
 from .monitor.verdict import BootSummary, Verdict
 
 MAX_LOG_BYTES = 512 * 1024 * 1024
+# `reports` lists at most this many (a console full of WARNINGs lists the first ones and a count).
+MAX_LISTED_REPORTS = 1000
 FAMILIES = ("auto", "linux", "windows")
 
 _WINDOWS_RE = re.compile(
@@ -70,14 +75,57 @@ def is_domain_log(text: str) -> bool:
     return _DOMAIN_LOG_RE.search(text) is not None and _CONSOLE_RE.search(text) is None
 
 
+def iter_lines(text: str) -> Iterator[str]:
+    """The lines of a log split at `\\n` only, without a list of them all (a 100 MB log)."""
+    start = 0
+    while True:
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start:end]
+        start = end + 1
+
+
 def _monitor_verdict(family: str, text: str, boot_loop_threshold: int) -> Verdict:
     """The verdict a console log implies. Lines carry no times, so each counts as one tick."""
     chosen = WindowsFamily() if family == "windows" else LinuxFamily()
     monitor = Monitor(chosen, boot_loop_threshold=boot_loop_threshold, grace_s=float("inf"))
-    lines = text.split("\n")
-    for n, line in enumerate(lines):
+    count = 0
+    for n, line in enumerate(iter_lines(text)):
         monitor.observe_line(line, float(n))
-    return monitor.decide(float(len(lines)), final=True) or _unreachable()
+        count = n + 1
+    return monitor.decide(float(count), final=True) or _unreachable()
+
+
+def report_summary(report: CrashReport) -> dict[str, Any]:
+    """One line of `reports` in `harness triage --json`."""
+    return {"title": report.title, "function": report.function, "module": report.module, "kind": report.kind,
+            "fatal": report.fatal, "corrupted": report.corrupted, "corrupted_reason": report.corrupted_reason,
+            "first_line": report.first_line, "last_line": report.last_line}
+
+
+def linux_reports(text: str) -> tuple[list[dict[str, Any]], int]:
+    """Every report in a Linux console log, fatal or not, in order, as summaries; and how
+    many more there were than MAX_LISTED_REPORTS."""
+    parser = LinuxConsoleParser(include_warnings=True)
+    listed: list[dict[str, Any]] = []
+    omitted = 0
+
+    def take(reports: list[CrashReport]) -> None:
+        nonlocal omitted
+        for report in reports:
+            if len(listed) < MAX_LISTED_REPORTS:
+                listed.append(report_summary(report))
+            else:
+                omitted += 1
+
+    for lineno, line in enumerate(iter_lines(text), start=1):
+        parser.feed_line(line, lineno)
+        if not parser.in_report:
+            take(parser.reports())
+    take(parser.flush())
+    return listed, omitted
 
 
 def triage_text(text: str, boot_loop_threshold: int = 2, family: str = "auto",
@@ -157,6 +205,16 @@ class Triage:
     family: str
     log: Path | None
     domain_log: Path | None
+    # Every report in the log, in order (Linux: findings too; Windows: the bugchecks).
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    reports_omitted: int = 0
+
+    def reports_json(self) -> dict[str, Any]:
+        """`reports` (and `reports_omitted` when there were too many) for `--json`."""
+        out: dict[str, Any] = {"reports": self.reports}
+        if self.reports_omitted:
+            out["reports_omitted"] = self.reports_omitted
+        return out
 
 
 def triage_files(log: Path | None, domain_log: Path | None = None, boot_loop_threshold: int = 2,
@@ -174,10 +232,14 @@ def triage_files(log: Path | None, domain_log: Path | None = None, boot_loop_thr
                              "use --family windows (or auto)")
     if text is None:
         assert domain_text is not None
-        return Triage(triage_domain_log(domain_text, boot_loop_threshold), "windows", None, domain_log)
+        verdict = triage_domain_log(domain_text, boot_loop_threshold)
+        return Triage(verdict, "windows", None, domain_log, [report_summary(r) for r in verdict.crashes])
     chosen = family if family != "auto" else ("windows" if domain_text is not None else detect_family(text))
     verdict = triage_text(text, boot_loop_threshold, chosen, domain_text)
-    return Triage(verdict, chosen, log, domain_log)
+    if chosen == "linux":
+        reports, omitted = linux_reports(text)
+        return Triage(verdict, chosen, log, domain_log, reports, omitted)
+    return Triage(verdict, chosen, log, domain_log, [report_summary(r) for r in verdict.crashes])
 
 
 def triage_file(path: Path, boot_loop_threshold: int = 2) -> Verdict:

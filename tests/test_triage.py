@@ -53,3 +53,19 @@ def test_a_log_cut_in_the_middle_of_the_oops_still_names_the_crash() -> None:
 def test_triage_of_a_missing_log_is_one_clear_line(tmp_path: Path) -> None:
     proc = run_harness("triage", tmp_path / "nope.log")
     assert proc.returncode == 2 and proc.stderr.strip() == f"harness: error: {tmp_path / 'nope.log'}: no such file"
+
+
+def test_triage_json_lists_every_report_in_order_beside_the_first_fatal_one() -> None:
+    warning_only = triage_json(LOGS / "crashtest-warn.log")
+    assert warning_only["crash"] is None  # a WARNING is a finding, not a crash
+    assert [(r["title"], r["kind"], r["fatal"], r["corrupted"]) for r in warning_only["reports"]] == [
+        ("WARNING in crashtest_init", "warning", False, False)]
+    assert warning_only["reports"][0]["function"] == "crashtest_init"
+    loop = triage_json(LOGS / "cf291-field21-bootloop.log")
+    assert [r["title"] for r in loop["reports"]] == [loop["crash"]["title"]] * 2
+    assert all(r["fatal"] for r in loop["reports"])
+    assert loop["reports"][0]["first_line"] < loop["reports"][1]["first_line"]
+
+
+def test_triage_json_of_a_healthy_log_has_no_reports() -> None:
+    assert triage_json(LOGS / "good-vulnerable.log")["reports"] == []
