@@ -94,7 +94,8 @@ def verdict(run: SysRun, name: str, size: int, build: str) -> dict[str, Any]:
         console=run.console,
         marker=marker.groupdict() if marker else None,
         steps=[{"step": s.name, "function": s.function,
-                "status": None if s.status is None else f"{s.status:#x}", "seconds": round(s.seconds, 3)}
+                "status": None if s.status is None else f"{s.status:#x}", "seconds": round(s.seconds, 3),
+                "calls": _distinct(s.calls)}
                for s in run.steps],
         filter={"registration": run.registration, "registration_error": run.registration_error,
                 "volumes": run.instances},
@@ -118,3 +119,8 @@ def _stage(step: str, line: FileLine | None) -> str:
 def _status(run: SysRun) -> str:
     entry = next((s for s in run.steps if s.name == "DriverEntry"), None)
     return f"{entry.status:#010x}" if entry and entry.status is not None else "unknown"
+
+
+def _distinct(calls: list[str]) -> list[str]:
+    """Kernel routines in the order first called (a loop's thousand calls listed once)."""
+    return list(dict.fromkeys(calls))

@@ -1,0 +1,285 @@
+"""The sys tier: the built harnessflt.sys booted under a Windows kernel emulator
+(harness/sys_tier, docs/sys-tier.md) must say what the host build of the interpreter says,
+file for file, and show what only the real image can: the bugcheck, the callbacks FltMgr
+would call, the driver's own console lines, its boot-time behaviour.
+
+Every row of fixtures/content/expected.yaml runs on both builds through both tiers; a
+disagreement fails.  Without mingw-w64 or the emulator the tests skip, except under CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.content.sensor import check_file
+from harness.errors import InputFileError
+from harness.paths import CONTENT_FIXTURES
+
+from .conftest import require_tool, run_harness
+from .test_windows_driver_pe import BUILD_DIR, BUILDS, TOOLCHAIN_FIX, make
+
+ROWS = yaml.safe_load((CONTENT_FIXTURES / "expected.yaml").read_text())["fixtures"]
+CASES = [(row, build) for row in ROWS for build in BUILDS]
+HOST_KEYS = {"build", "file", "size", "outcome", "reason", "stage", "reason_code", "offset", "crash"}
+
+
+def _require_emulator() -> None:
+    try:
+        import speakeasy  # noqa: F401
+    except ImportError:
+        message = "speakeasy-emulator-refined is not installed: run `make setup`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: a missing part fails the run)")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def drivers() -> dict[str, Path]:
+    """Both builds of the driver, made by `make -C drivers/windows`."""
+    _require_emulator()
+    require_tool("x86_64-w64-mingw32-gcc", TOOLCHAIN_FIX)
+    make()
+    return {build: BUILD_DIR / build / "harnessflt.sys" for build in BUILDS}
+
+
+def sys_check(path: Path, build: str, **options: Any) -> dict[str, Any]:
+    from harness.sys_tier.check import check_file_sys
+
+    return check_file_sys(path, build, **options)
+
+
+def content_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    folder = tmp_path / "HarnessSensor"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+# --------------------------------------------------------------- every fixture row
+
+
+@pytest.mark.parametrize(("row", "build"), CASES, ids=[f"{r['file']}-{b}" for r, b in CASES])
+def test_host_and_sys_tiers_agree_on_every_fixture(drivers: dict[str, Path], row: dict[str, Any],
+                                                   build: str) -> None:
+    path = CONTENT_FIXTURES / row["file"]
+    emulated = sys_check(path, build)
+    host = check_file(path, build)
+    assert emulated["outcome"] == row[build], emulated["reason"]
+    assert (emulated["outcome"], emulated["reason_code"], emulated["stage"]) == \
+        (host.outcome, host.reason_code, host.raw["stage"]), (emulated["reason"], host.reason)
+    if host.outcome == "rejected":
+        assert emulated["reason"] == host.reason
+    if host.outcome == "loaded":
+        assert emulated["event"]["matched"] == host.raw["event"]["matched"]
+        assert emulated["reason"] == host.reason
+    if host.outcome == "crash":
+        assert host.crash is not None
+        crash = emulated["crash"]
+        assert (crash["function"], crash["region"], crash["stage"]) == \
+            (host.crash["function"], host.crash["region"], host.crash["stage"])
+        assert crash.get("buffer_offset") == host.crash.get("buffer_offset")
+        bugcheck = emulated["bugcheck"]
+        assert (bugcheck["code"], bugcheck["name"]) == ("0x50", "PAGE_FAULT_IN_NONPAGED_AREA")
+        p1, p2, p3, p4 = (int(p, 16) for p in bugcheck["parameters"])
+        assert (p1, p2, p3, p4) == (int(crash["address"], 16), 0, int(crash["ip"], 16), 2)
+        assert emulated["console"][-1].endswith("instances)") or "loaded" not in emulated["console"][-1]
+    else:
+        assert emulated["bugcheck"] is None and emulated["leaks"] == [], emulated["leaks"]
+        assert emulated["marker"] == {"build": build, "files": "1",
+                                      "loaded": "1" if host.outcome == "loaded" else "0",
+                                      "rejected": "1" if host.outcome == "rejected" else "0"}
+
+
+# ------------------------------------------------------------ what FltMgr sees
+
+
+def test_the_filter_registration_is_read_with_the_wdk_layout(drivers: dict[str, Path]) -> None:
+    report = sys_check(CONTENT_FIXTURES / "good.sys", "hardened")
+    registration = report["filter"]["registration"]
+    assert (registration["size"], registration["version"], registration["flags"]) == (0x70, "0x0203", "0x2")
+    assert registration["callbacks"] == {"FilterUnloadCallback": "hs_unload",
+                                         "InstanceSetupCallback": "hs_instance_setup",
+                                         "InstanceQueryTeardownCallback": "hs_instance_query_teardown"}
+    assert registration["operations"] == [{"major": "0x01", "pre": "hs_pre_create_named_pipe", "post": None}]
+    assert report["filter"]["volumes"] == {"ntfs": "declined", "npfs": "attached"}
+    steps = [s["step"] for s in report["steps"]]
+    assert steps[-2:] == ["pre-create (IRP_MJ_CREATE_NAMED_PIPE)", "filter unload"]
+    pre = next(s for s in report["steps"] if s["step"].startswith("pre-create"))
+    assert "FltGetFileNameInformation" in pre["calls"] and "FltReleaseFileNameInformation" in pre["calls"]
+    assert report["image"] == "unloaded" and report["leaks"] == []
+
+
+def test_a_registration_fltmgr_would_refuse_stops_the_driver(drivers: dict[str, Path], tmp_path: Path) -> None:
+    """FLT_REGISTRATION.Size patched from 0x70 to 0x68 in a copy of the image."""
+    image = bytearray(drivers["hardened"].read_bytes())
+    header = struct.pack("<HHI", 0x70, 0x0203, 0x2)
+    assert image.count(header) == 1
+    image[image.index(header):image.index(header) + 2] = struct.pack("<H", 0x68)
+    patched = tmp_path / "harnessflt.sys"
+    patched.write_bytes(bytes(image))
+    report = sys_check(CONTENT_FIXTURES / "good.sys", "hardened", driver=patched)
+    assert report["outcome"] == "not-started"
+    assert "Size is 104" in report["filter"]["registration_error"]
+    assert report["console"] == ["harness_sensor: not started (status 0xc000000d)"]
+
+
+# ------------------------------------------------------------------- the file system
+
+
+def test_a_content_folder_is_listed_in_pages_and_loaded_in_sequence_order(drivers: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    from harness.sys_tier.check import run_folder
+
+    good = (CONTENT_FIXTURES / "good.sys").read_bytes()
+    folder = content_dir(tmp_path, {
+        "C-00000291-00000000-00000040.sys": good,
+        "C-00000291-00000001-00000031.sys": good,
+        "C-00000291-00000000-00000031.sys": (CONTENT_FIXTURES / "cf291-wildcard.sys").read_bytes(),
+        "c-00000291-00000000-00000050.sys": good,  # names match case included
+        "C-00000292-00000000-00000001.sys": good,  # another channel
+        "README.txt": b"notes",
+    })
+    (folder / "C-00000291-00000000-00000045.sys").mkdir()
+    run = run_folder(folder, "hardened")
+    assert run.stop is None
+    verdicts = [line.split(": ", 2)[1:] for line in run.console if ".sys: " in line or ".txt: " in line]
+    loaded = [name for name, text in verdicts if text.startswith(("loaded", "rejected"))]
+    assert loaded == ["C-00000291-00000000-00000031.sys", "C-00000291-00000001-00000031.sys",
+                      "C-00000291-00000000-00000040.sys", "C-00000291-00000000-00000045.sys"]
+    assert dict(verdicts)["C-00000291-00000000-00000031.sys"].endswith("[field-count]")
+    assert dict(verdicts)["C-00000291-00000000-00000045.sys"] == "rejected: not a regular file [not-regular-file]"
+    assert {name for name, text in verdicts if text.startswith("ignored")} == \
+        {"c-00000291-00000000-00000050.sys", "C-00000292-00000000-00000001.sys", "README.txt"}
+    assert "HARNESS-SENSOR-LOADED build=hardened files=4 loaded=2 rejected=2" in run.console
+    listing = next(s for s in run.steps if s.name == "boot driver reinitialization").calls
+    assert listing.count("ZwQueryDirectoryFile") >= 4  # 9 entries, 3 a page, then NO_MORE_FILES
+    assert run.leaks == []
+
+
+# ------------------------------------------------------------- boot and unload
+
+
+def test_a_boot_start_reads_content_after_the_boot_devices_started(drivers: dict[str, Path]) -> None:
+    report = sys_check(CONTENT_FIXTURES / "good.sys", "hardened")
+    calls = {s["step"]: s["calls"] for s in report["steps"]}
+    assert "IoGetBootDiskInformation" not in calls["DriverEntry"]  # documented for reinitialization
+    assert "IoGetBootDiskInformation" in calls["driver reinitialization"]
+    assert "ZwReadFile" in calls["boot driver reinitialization"]
+    assert "ZwOpenFile" not in calls["driver reinitialization"]
+    assert report["console"][0].startswith("harness_sensor: boot start (build=hardened)")
+
+
+def test_a_load_after_boot_reads_content_at_once(drivers: dict[str, Path]) -> None:
+    report = sys_check(CONTENT_FIXTURES / "good.sys", "vulnerable", boot_start=False)
+    assert report["outcome"] == "loaded"
+    calls = {s["step"]: s["calls"] for s in report["steps"]}
+    assert "boot driver reinitialization" not in calls  # never runs after boot
+    assert "ZwReadFile" in calls["driver reinitialization"]
+    assert report["console"][0] == "harness_sensor: started after boot (build=vulnerable): reading content now"
+    assert report["image"] == "unloaded" and report["leaks"] == []
+
+
+def test_a_mandatory_unload_before_the_boot_reinitialization_leaves_no_callback(
+        drivers: dict[str, Path], tmp_path: Path) -> None:
+    from harness.sys_tier.check import run_folder
+
+    folder = content_dir(tmp_path, {"C-00000291-00000000-00000001.sys": (CONTENT_FIXTURES / "good.sys").read_bytes()})
+    run = run_folder(folder, "hardened", unload_before_boot_reinit=True)
+    assert run.stop is None, run.stop
+    assert [s.name for s in run.steps] == ["DriverEntry", "driver reinitialization", "filter unload (mandatory)",
+                                           "boot driver reinitialization"]
+    assert run.console[-1] == "harness_sensor: unloaded" and not any("loaded (" in line for line in run.console)
+    reinit = run.steps[-1].calls
+    assert reinit == ["ObDereferenceObjectDeferDelete"]  # only lets the image go
+    assert run.image_unloaded and run.leaks == []
+
+
+def test_a_routine_queued_past_the_unload_of_its_image_is_bugcheck_0xce(
+        drivers: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's side of the test above: without the driver's own reference on its driver
+    object (as the driver had it before), the image is gone when the boot queue runs."""
+    from harness.sys_tier.check import run_folder
+    from harness.sys_tier.iomanager import IoManagerModel
+
+    monkeypatch.setattr(IoManagerModel, "_reference", lambda self, a: a[0])
+    folder = content_dir(tmp_path, {"C-00000291-00000000-00000001.sys": b""})
+    run = run_folder(folder, "hardened", unload_before_boot_reinit=True)
+    assert run.stop is not None and run.stop.bugcheck is not None
+    assert run.stop.bugcheck.name == "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS"
+    assert (run.stop.step, run.stop.function) == ("boot driver reinitialization", "hs_boot_reinit")
+
+
+def test_a_driver_that_runs_away_stops_as_hang_naming_the_function(drivers: dict[str, Path]) -> None:
+    report = sys_check(CONTENT_FIXTURES / "good.sys", "vulnerable", max_instructions=20_000)
+    assert report["outcome"] == "hang"
+    assert report["hang"]["step"] == "boot driver reinitialization"
+    assert report["hang"]["function"].startswith(("hs_", "chf_"))
+    assert report["bugcheck"] is None
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_check_target_sys_json_is_the_host_object_plus_the_bugcheck(drivers: dict[str, Path]) -> None:
+    path = CONTENT_FIXTURES / "cf291-field21.sys"
+    proc = run_harness("content", "check", path, "--sensor", "vulnerable", "--target", "sys", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    host = json.loads(run_harness("content", "check", path, "--sensor", "vulnerable", "--json").stdout)
+    assert HOST_KEYS | {"sensor", "spec_expects"} <= set(report) and set(host) - {"instances", "event"} <= set(report)
+    assert report["outcome"] == host["outcome"] == report["spec_expects"]["outcome"] == "crash"
+    assert report["bugcheck"]["code"] == "0x50" and len(report["bugcheck"]["parameters"]) == 4
+    assert report["crash"]["function"] == "chf_match_criterion"
+    assert report["console"][-1] == "harness_sensor: C-00000291-00000000-00000001.sys: loaded (6 instances)"
+    assert "52 bits" in report["note"]
+    text = run_harness("content", "check", path, "--sensor", "hardened", "--target", "sys")
+    assert text.returncode == 0 and text.stdout.startswith(f"{path}: rejected (hardened driver, emulated):")
+    assert text.stdout.rstrip().endswith("[field-count]")
+
+
+def _one_line_exit_2(proc: Any, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr
+
+
+def test_bad_input_is_one_line_and_exit_2(drivers: dict[str, Path], tmp_path: Path) -> None:
+    good = CONTENT_FIXTURES / "good.sys"
+    text = tmp_path / "notes.sys"
+    text.write_text("not a driver\n")
+    _one_line_exit_2(run_harness("content", "check", good, "--sensor", "hardened", "--target", "sys",
+                                 "--driver", text), str(text), "not a PE image", "make -C drivers windows")
+    console = bytearray(drivers["hardened"].read_bytes())
+    pe_offset = struct.unpack_from("<I", console, 0x3C)[0]
+    struct.pack_into("<H", console, pe_offset + 24 + 68, 3)  # OptionalHeader.Subsystem: console
+    gui = tmp_path / "console.sys"
+    gui.write_bytes(bytes(console))
+    _one_line_exit_2(run_harness("content", "check", good, "--sensor", "hardened", "--target", "sys",
+                                 "--driver", gui), str(gui), "not native")
+    missing = tmp_path / "gone" / "harnessflt.sys"
+    _one_line_exit_2(run_harness("content", "check", good, "--sensor", "hardened", "--target", "sys",
+                                 "--driver", missing), str(missing), "make -C drivers windows")
+    _one_line_exit_2(run_harness("content", "check", tmp_path / "none.sys", "--sensor", "hardened",
+                                 "--target", "sys"), "none.sys", "no such file")
+    _one_line_exit_2(run_harness("content", "check", tmp_path, "--sensor", "hardened", "--target", "sys"),
+                     str(tmp_path), "is a directory")
+
+
+def test_a_missing_build_names_the_make_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.sys_tier.check as check
+
+    monkeypatch.setattr(check, "DRIVERS_BUILD", tmp_path)
+    with pytest.raises(InputFileError, match=r"harnessflt.sys: the hardened driver is not built: "
+                                             r"build it with `make -C drivers windows`"):
+        check.driver_path("hardened")
+    assert shutil.which("make")  # the fix it names is a command this host has
