@@ -81,6 +81,7 @@ def _bad_input_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("command", [["inspect"], ["check", "--sensor", "hardened"],
+                                     ["check", "--sensor", "vulnerable", "--target", "sys"],
                                      ["mutate", "--fault", "zeroed", "-o", "/tmp/unused.sys"]])
 def test_bad_input_is_one_clear_line_and_exit_2(command: list[str], tmp_path: Path) -> None:
     for path, words in _bad_input_cases(tmp_path).values():
@@ -103,3 +104,11 @@ def test_mutating_a_file_that_is_not_a_channel_file_says_why(tmp_path: Path) -> 
 def test_an_unknown_fault_or_sensor_is_a_usage_error(tmp_path: Path) -> None:
     assert run_harness("content", "check", tmp_path, "--sensor", "medium").returncode == 2
     assert run_harness("content", "mutate", tmp_path, "--fault", "nope", "-o", "x").returncode == 2
+
+
+def test_a_driver_image_needs_the_sys_target(tmp_path: Path) -> None:
+    good = tmp_path / "good.sys"
+    run_harness("content", "new", "-o", good, check=True)
+    proc = run_harness("content", "check", good, "--sensor", "hardened", "--driver", tmp_path / "x.sys")
+    assert proc.returncode == 2 and "--driver needs --target sys" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
