@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .crash.linux import LinuxConsoleParser
 from .crash.report import CrashReport
 from .crash.windows import fuse_reports, parse_domain_log
 from .errors import InputFileError
@@ -87,15 +86,35 @@ def iter_lines(text: str) -> Iterator[str]:
         start = end + 1
 
 
-def _monitor_verdict(family: str, text: str, boot_loop_threshold: int) -> Verdict:
-    """The verdict a console log implies. Lines carry no times, so each counts as one tick."""
-    chosen = WindowsFamily() if family == "windows" else LinuxFamily()
+class _ReportList:
+    """Summaries of every report a parser completes, in order, up to MAX_LISTED_REPORTS."""
+
+    def __init__(self) -> None:
+        self.listed: list[dict[str, Any]] = []
+        self.omitted = 0
+
+    def add(self, report: CrashReport) -> None:
+        if len(self.listed) < MAX_LISTED_REPORTS:
+            self.listed.append(report_summary(report))
+        else:
+            self.omitted += 1
+
+
+def _monitor_verdict(family: str, text: str, boot_loop_threshold: int,
+                     listing: _ReportList | None = None) -> Verdict:
+    """The verdict a console log implies. Lines carry no times, so each counts as one tick.
+    With `listing` (Linux), every report the monitor's parser completes is listed there too."""
+    linux = LinuxFamily(on_report=listing.add if listing is not None else None)
+    chosen = WindowsFamily() if family == "windows" else linux
     monitor = Monitor(chosen, boot_loop_threshold=boot_loop_threshold, grace_s=float("inf"))
     count = 0
     for n, line in enumerate(iter_lines(text)):
         monitor.observe_line(line, float(n))
         count = n + 1
-    return monitor.decide(float(count), final=True) or _unreachable()
+    verdict = monitor.decide(float(count), final=True) or _unreachable()
+    for parser in linux.parsers:
+        parser.flush()  # a finding still open at the end of the log is listed too
+    return verdict
 
 
 def report_summary(report: CrashReport) -> dict[str, Any]:
@@ -105,34 +124,11 @@ def report_summary(report: CrashReport) -> dict[str, Any]:
             "first_line": report.first_line, "last_line": report.last_line}
 
 
-def linux_reports(text: str) -> tuple[list[dict[str, Any]], int]:
-    """Every report in a Linux console log, fatal or not, in order, as summaries; and how
-    many more there were than MAX_LISTED_REPORTS."""
-    parser = LinuxConsoleParser(include_warnings=True)
-    listed: list[dict[str, Any]] = []
-    omitted = 0
-
-    def take(reports: list[CrashReport]) -> None:
-        nonlocal omitted
-        for report in reports:
-            if len(listed) < MAX_LISTED_REPORTS:
-                listed.append(report_summary(report))
-            else:
-                omitted += 1
-
-    for lineno, line in enumerate(iter_lines(text), start=1):
-        parser.feed_line(line, lineno)
-        if not parser.in_report:
-            take(parser.reports())
-    take(parser.flush())
-    return listed, omitted
-
-
 def triage_text(text: str, boot_loop_threshold: int = 2, family: str = "auto",
-                domain_log: str | None = None) -> Verdict:
+                domain_log: str | None = None, listing: _ReportList | None = None) -> Verdict:
     """The verdict a console log implies (with `domain_log`, fused with its Hyper-V panics)."""
     chosen = detect_family(text) if family == "auto" else family
-    verdict = _monitor_verdict(chosen, text, boot_loop_threshold)
+    verdict = _monitor_verdict(chosen, text, boot_loop_threshold, listing)
     if domain_log is None:
         return verdict
     return fuse_verdict(verdict, parse_domain_log(domain_log))
@@ -235,10 +231,10 @@ def triage_files(log: Path | None, domain_log: Path | None = None, boot_loop_thr
         verdict = triage_domain_log(domain_text, boot_loop_threshold)
         return Triage(verdict, "windows", None, domain_log, [report_summary(r) for r in verdict.crashes])
     chosen = family if family != "auto" else ("windows" if domain_text is not None else detect_family(text))
-    verdict = triage_text(text, boot_loop_threshold, chosen, domain_text)
+    listing = _ReportList()
+    verdict = triage_text(text, boot_loop_threshold, chosen, domain_text, listing)
     if chosen == "linux":
-        reports, omitted = linux_reports(text)
-        return Triage(verdict, chosen, log, domain_log, reports, omitted)
+        return Triage(verdict, chosen, log, domain_log, listing.listed, listing.omitted)
     return Triage(verdict, chosen, log, domain_log, [report_summary(r) for r in verdict.crashes])
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ..crash.linux import LinuxConsoleParser
+from ..crash.report import CrashReport
 from . import ConsoleMarkers, CrashParser
 
 MARKERS = ConsoleMarkers(
@@ -24,8 +26,18 @@ MARKERS = ConsoleMarkers(
 
 
 class LinuxFamily:
+    """`on_report`, if given, is called with every report its parsers complete, fatal or not
+    (`harness triage` lists them all); the monitor itself sees the fatal ones."""
+
     name = "linux"
     markers = MARKERS
 
+    def __init__(self, on_report: Callable[[CrashReport], None] | None = None) -> None:
+        self.on_report = on_report
+        self.parsers: list[LinuxConsoleParser] = []
+
     def crash_parser(self) -> CrashParser:
-        return LinuxConsoleParser()
+        parser = LinuxConsoleParser(on_report=self.on_report)
+        if self.on_report is not None:
+            self.parsers.append(parser)  # kept to be flushed at the end of a saved log
+        return parser

@@ -21,6 +21,11 @@ _CALLER_RE = re.compile(r"\[\s*\d+\.\d+\]\[\s*(?P<id>[CT]\d+)\]")
 # old lockdep puts its heads in `[ ... ]`.
 HEAD_RE = re.compile(r"(?:^|\[\s*\d+\.\d+\] |\[\s*[CT]\d+\] |login: |^<\d>|^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )"
                      r"\s*(?:\[ )?(?P<head>" + HEAD_WORDS + ")")
+# Words every head has: a line without any of them opens no report (one cheap search on
+# each console line before HEAD_RE, which is three times slower).
+QUICK_RE = re.compile(r"BUG|Oops|protection fault|opcode|divide|int3:|PANIC|Kernel panic|WARNING|INFO|watchdog|UBSAN"
+                      r"|Unable to handle|Internal error|Unhandled fault|Alignment trap|unreferenced object"
+                      r"|unregister_netdevice|VFS: |stack segment")
 BOOT_RE = re.compile(r"(?:^|\d\] )Linux version \d|HARNESS-BOOT-START|SeaBIOS \(version")
 CUT_HERE_RE = re.compile(r"^-+\[ cut here \]-+$")
 END_TRACE_RE = re.compile(r"^---\[ end trace")

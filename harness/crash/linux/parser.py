@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from ..report import CrashReport
 from .build import build_report
 from .console import (BOOT_RE, CUT_HERE_RE, DIE_RE, END_OF_STACK_RE, END_TRACE_RE, FINAL_RE, HEAD_RE,
-                      NMI_BACKTRACE_RE, NOT_A_SECOND_REPORT_RE, PANIC_RE, RULE_RE, STACK_MESSAGE_RE, TAIL_RE,
+                      NMI_BACKTRACE_RE, NOT_A_SECOND_REPORT_RE, PANIC_RE, QUICK_RE, RULE_RE, STACK_MESSAGE_RE, TAIL_RE,
                       caller_of, strip_console_prefix)
 from .kind import Kind
 from .kinds import match_head
@@ -61,6 +62,8 @@ _SEVERAL_STACKS = {"rcu-stall"}
 
 def open_match(line: str) -> tuple[Kind, re.Match[str], int] | None:
     """(kind, head match, where the head starts) when this console line opens a report."""
+    if QUICK_RE.search(line) is None:
+        return None
     found = HEAD_RE.search(line)
     if found is None:
         return None
@@ -128,8 +131,10 @@ class LinuxConsoleParser:
     `findings()`, `flush()` at end of input or when the monitor's grace window runs out."""
 
     def __init__(self, *, include_warnings: bool = False, tail_window: int = 20,
-                 max_report_lines: int = 2000, max_report_chars: int = 512 << 10) -> None:
+                 max_report_lines: int = 2000, max_report_chars: int = 512 << 10,
+                 on_report: Callable[[CrashReport], None] | None = None) -> None:
         self.include_warnings = include_warnings
+        self.on_report = on_report  # called with every report, fatal or not, as it completes
         self.tail_window = tail_window
         self.max_report_lines = max_report_lines
         self.max_report_chars = max_report_chars
@@ -138,8 +143,20 @@ class LinuxConsoleParser:
         self._current: _Pending | None = None
         # The last lines outside any report: a "cut here" line before a WARNING belongs to it.
         self._recent: deque[tuple[int, str]] = deque(maxlen=3)
+        self._last_open: tuple[str | None, tuple[Kind, re.Match[str], int] | None] = (None, None)
 
-    is_crash_start = staticmethod(is_crash_start)
+    def is_crash_start(self, line: str) -> bool:
+        """`is_crash_start(line)`; the head it finds is kept for the `feed_line` of the same
+        line that the monitor makes next (one head search per line, not two)."""
+        opened = open_match(line)
+        self._last_open = (line, opened)
+        return opened is not None and _is_crash(opened[0], opened[1])
+
+    def _open_match(self, line: str) -> tuple[Kind, re.Match[str], int] | None:
+        last_line, opened = self._last_open
+        if last_line is line:
+            return opened
+        return open_match(line)
 
     @property
     def in_report(self) -> bool:
@@ -180,7 +197,7 @@ class LinuxConsoleParser:
         """Read one console line; `lineno` is the caller's number for it."""
         current = self._current
         if current is None:
-            opened = open_match(line)
+            opened = self._open_match(line)
             if opened is None:
                 self._recent.append((lineno, line))
                 return
@@ -199,7 +216,7 @@ class LinuxConsoleParser:
     # -- states --
 
     def _feed_body(self, current: _Pending, line: str, body: str, lineno: int) -> None:
-        opened = open_match(line)
+        opened = self._open_match(line)
         if opened is not None and not current.kind.fatal and not current.panic and not PANIC_RE.match(body) \
                 and _is_crash(opened[0], opened[1]):
             self._finish(CUT_BY_CRASH)
@@ -241,7 +258,7 @@ class LinuxConsoleParser:
         elif TAIL_RE.match(body):
             current.add(lineno, line, body)
         else:
-            opened = open_match(line)
+            opened = self._open_match(line)
             if opened is not None:
                 self._finish(None)
                 self._open(line, opened, lineno)
@@ -277,6 +294,8 @@ class LinuxConsoleParser:
         own = pending.own[pending.head_index:pending.own_end]
         report = build_report(pending.kind, pending.head, pending.lines, own, pending.panic,
                               corrupted_reason)
+        if self.on_report is not None:
+            self.on_report(report)
         if report.fatal:
             self._reports.append(report)
         else:
