@@ -50,6 +50,19 @@ def drivers() -> dict[str, Path]:
     return {build: BUILD_DIR / build / "harnessflt.sys" for build in BUILDS}
 
 
+@pytest.fixture(scope="module")
+def zygotes(drivers: dict[str, Path]) -> dict[str, Any]:
+    """One emulator setup per build; every check forks it (harness/sys_tier/zygote.py)."""
+    from harness.sys_tier.zygote import Zygote
+
+    return {build: Zygote(path) for build, path in drivers.items()}
+
+
+def _stable(report: dict[str, Any]) -> dict[str, Any]:
+    """A report without its timings."""
+    return {**report, "seconds": None, "steps": [{**s, "seconds": None} for s in report["steps"]]}
+
+
 def sys_check(path: Path, build: str, **options: Any) -> dict[str, Any]:
     from harness.sys_tier.check import check_file_sys
 
@@ -68,10 +81,10 @@ def content_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:
 
 
 @pytest.mark.parametrize(("row", "build"), CASES, ids=[f"{r['file']}-{b}" for r, b in CASES])
-def test_host_and_sys_tiers_agree_on_every_fixture(drivers: dict[str, Path], row: dict[str, Any],
+def test_host_and_sys_tiers_agree_on_every_fixture(zygotes: dict[str, Any], row: dict[str, Any],
                                                    build: str) -> None:
     path = CONTENT_FIXTURES / row["file"]
-    emulated = sys_check(path, build)
+    emulated = sys_check(path, build, zygote=zygotes[build])
     host = check_file(path, build)
     assert emulated["outcome"] == row[build], emulated["reason"]
     assert (emulated["outcome"], emulated["reason_code"], emulated["stage"]) == \
@@ -97,6 +110,17 @@ def test_host_and_sys_tiers_agree_on_every_fixture(drivers: dict[str, Path], row
         assert emulated["marker"] == {"build": build, "files": "1",
                                       "loaded": "1" if host.outcome == "loaded" else "0",
                                       "rejected": "1" if host.outcome == "rejected" else "0"}
+
+
+def test_a_reused_setup_gives_what_a_fresh_machine_gives(zygotes: dict[str, Any]) -> None:
+    """A crash, a rejection and a load through one setup, then a fresh machine for the load:
+    the same report, so nothing a file did survived into the next check."""
+    zygote = zygotes["vulnerable"]
+    for name in ("cf291-field21.sys", "bad-crc.sys"):
+        sys_check(CONTENT_FIXTURES / name, "vulnerable", zygote=zygote)
+    reused = sys_check(CONTENT_FIXTURES / "good.sys", "vulnerable", zygote=zygote)
+    fresh = sys_check(CONTENT_FIXTURES / "good.sys", "vulnerable")
+    assert _stable(reused) == _stable(fresh)
 
 
 # ------------------------------------------------------------ what FltMgr sees

@@ -18,6 +18,7 @@ from ..errors import InputFileError
 from ..paths import DRIVERS_BUILD
 from .report import verdict
 from .runner import Runner
+from .zygote import Zygote
 
 BUILDS = ("vulnerable", "hardened")
 CHANNEL_NAME = re.compile(r"^C-00000291-\d{8}-\d{8}\.sys$")
@@ -56,18 +57,24 @@ def check_driver_image(path: Path) -> None:
                              f"kernel driver; link with --subsystem,native ({BUILD_FIX})")
 
 
-def check_file_sys(path: Path, build: str, *, driver: Path | None = None,
+def check_file_sys(path: Path, build: str, *, driver: Path | None = None, zygote: Zygote | None = None,
                    **runner_options: Any) -> dict[str, Any]:
-    """Boot the `build` driver (or `driver`) under the emulator with `path` as its only content."""
+    """Boot the `build` driver (or `driver`) under the emulator with `path` as its only content.
+
+    With `zygote` (a machine made once for that image, see zygote.py) the boot runs in a
+    fork of it; `runner_options` then only choose the scenario (boot_start, ...)."""
     data = read_content_file(path)
-    sys_path = driver if driver is not None else driver_path(build)
+    sys_path = zygote.sys_path if zygote is not None else driver if driver is not None else driver_path(build)
     check_driver_image(sys_path)
     name = path.name if CHANNEL_NAME.match(path.name) else DEFAULT_NAME
     with tempfile.TemporaryDirectory(prefix="harness-sys-") as tmp:
         content_dir = Path(tmp) / "HarnessSensor"
         content_dir.mkdir()
         (content_dir / name).write_bytes(data)
-        run = Runner(sys_path, content_dir, **runner_options).run()
+        if zygote is not None:
+            run = zygote.run(content_dir, **runner_options)
+        else:
+            run = Runner(sys_path, content_dir, **runner_options).run()
     report = verdict(run, name, len(data), build)
     report["file"] = str(path)
     report["driver"] = str(sys_path)

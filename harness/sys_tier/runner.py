@@ -111,6 +111,13 @@ class Runner:
         self.filter_unloaded = False
         self._calls_seen = 0
 
+    def configure(self, content_dir: Path, *, boot_start: bool, unload_before_boot_reinit: bool) -> None:
+        """Point a machine that has not run yet at another content folder and scenario."""
+        self.fs.host = content_dir
+        self.boot_start = boot_start
+        self.unload_early = unload_before_boot_reinit
+        self.io.booted = not boot_start
+
     # ------------------------------------------------------------------ the run
 
     def run(self) -> SysRun:
