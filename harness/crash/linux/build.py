@@ -22,6 +22,7 @@ NO_STACK = "no stack trace in the report"
 STACK_MISSED = "call trace is missed: the report ends right after its stack header"
 NO_FRAMES = "no frames after a stack trace header: other output is mixed in"
 FAULT_INJECTION = "fault injection frames are mixed into the report"
+NO_ACCESS_LINE = "the KASAN report has no access line"
 
 _FUNC = r"(?P<func>[A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[(?P<mod>[\w-]+)\])?"
 _RIP_RE = re.compile(r"^RIP: (?P<cs>[0-9a-f]{4}):(?P<value>.*)$")
@@ -90,7 +91,17 @@ def interleaved(kind: Kind, own: list[str]) -> str | None:
     """Why the report's stack cannot be trusted (other text mixed in, or missing), or None."""
     if kind.locate in _NO_STACK_LOCATES:
         return None
-    headers = [i for i, line in enumerate(own) if STACK_START_RE.search(line)]
+    headers: list[int] = []
+    kinds_seen: set[str] = set()
+    for i, line in enumerate(own):
+        match = STACK_START_RE.search(line)
+        if match:
+            headers.append(i)
+            # Only the first stack of each sort is checked: later ones are other tasks' dumps.
+            kind_of_header = re.sub(r"[^A-Za-z]", "", match.group(0)).lower()
+            if kind_of_header in kinds_seen:
+                headers.pop()
+            kinds_seen.add(kind_of_header)
     for index in headers:
         if _FAULT_INJECTION_RE.match(own[index]):
             break
@@ -101,7 +112,7 @@ def interleaved(kind: Kind, own: list[str]) -> str | None:
         for line in following:
             if STACK_START_RE.search(line):
                 break
-            if frames_in(line):
+            if frames_in(line) or "(stack is not available)" in line:
                 frames_follow = True
                 break
         if not frames_follow:
@@ -153,11 +164,13 @@ def build_report(kind: Kind, head: re.Match[str], lines: list[tuple[int, str]], 
     fields = dict(head_fields)
     fields.update(_body_fields(kind, own))
     chosen, _frames = guilty_frame(kind, head, own)
-    if kind.name == "kasan" and "rw" not in fields and fields.get("hf"):
+    named_by_head = kind.name == "kasan" and any(name == "rw" for name, _ in kind.body_fields) \
+        and "rw" not in fields and bool(fields.get("hf"))
+    if named_by_head:
         # No access line (cut, or the old format): the function the head names, as it names it.
         chosen = Frame(fields["hf"])
-        corrupted_reason = corrupted_reason or "the KASAN report has no access line"
-    broken = interleaved(kind, own)
+        corrupted_reason = corrupted_reason or NO_ACCESS_LINE
+    broken = None if named_by_head else interleaved(kind, own)
     # A kernel RIP line names the faulting function by itself: a report that only lacks its
     # stack keeps it (corrupted all the same).  Mixed-in text makes any frame a guess.
     keeps_ip = broken == NO_STACK and kind.locate in ("ip", "ip-trace") and chosen is not None

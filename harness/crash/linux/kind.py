@@ -8,6 +8,7 @@ report text its guilty frame is (see `locate.py`):
 |---|---|
 | `ip` | the function of the first instruction pointer line (`RIP:`, `IP:`, `pc :`) only |
 | `ip-trace` | that function, then the stack after it (the first `Call Trace:` on) |
+| `warning` | as `ip-trace`, then the first `Call Trace:` (old WARNINGs print no RIP) |
 | `head-trace` | the function the opening line names, then the first `Call Trace:` |
 | `trace` | the first `Call Trace:` after the opening line |
 | `frames` | the stack lines right after the opening line (KMSAN prints no header) |

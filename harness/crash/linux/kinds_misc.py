@@ -13,7 +13,7 @@ from __future__ import annotations
 from .kind import Kind, k
 
 _FINDING = {"fatal": False}
-_WARN = {"fatal": False, "locate": "ip-trace", "ends_with_trace": True}
+_WARN = {"fatal": False, "locate": "warning", "ends_with_trace": True}
 
 WARNING_KINDS: tuple[Kind, ...] = (
     k("warning", r"WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check|at)", "WARNING: ODEBUG bug in {f}",

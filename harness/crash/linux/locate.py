@@ -64,6 +64,8 @@ def candidate_frames(kind: Kind, head: re.Match[str], lines: list[str]) -> tuple
     head_frame = [Frame(head.group("hf"))] if "hf" in head.re.groupindex and head.group("hf") else []
     if locate in ("ip", "ip-trace"):
         return _ip_then_stack(lines, 0, locate == "ip-trace"), True
+    if locate == "warning":  # the trap's RIP and what follows it; else the stack (WARN prints no RIP before 4.9)
+        return _ip_then_stack(lines, 0, True) + _trace(lines, 1), True
     if locate == "trace":
         return _trace(lines, 1), True
     if locate == "head-trace":
