@@ -30,6 +30,7 @@ import pytest
 from .artifacts import default_root, new_run_id, test_dir, write_atomic
 from .config import Profile, select_profile
 from .paths import REPO_ROOT
+from .testing import skip_or_fail
 
 if TYPE_CHECKING:
     from .guest.linux_ref import ReferenceGuest
@@ -48,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "boot-start driver test harness")
     group.addoption("--harness-config", type=Path, help="YAML file with profiles")
     group.addoption("--harness-profile", help="profile name (default linux-ref)")
-    group.addoption("--harness-artifacts", type=Path, help="artifacts root (default ./artifacts)")
+    group.addoption("--harness-artifacts", type=Path, help="artifacts root (default $HARNESS_ARTIFACTS, else ./artifacts)")
     group.addoption("--harness-keep-vms", action="store_true",
                     help="keep the disk images of failed tests (the domain is always destroyed)")
     group.addoption("--harness-boot-timeout", type=float, help="seconds to a verdict (overrides the profile)")
@@ -175,9 +176,7 @@ def _require_vm_host(profile: Profile) -> None:
                 raise
             problem = str(exc)
     if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{problem} (CI=true: a missing part fails the run)", pytrace=False)
-        pytest.skip(problem)
+        skip_or_fail(problem)
 
 
 def _start_vm_session(profile: Profile) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from harness.testing import skip_or_fail
 
 if TYPE_CHECKING:
     from harness.windows.domain import Firmware
@@ -21,10 +22,7 @@ def require_tool(tool: str, fix: str) -> str:
     """Path of `tool`; a missing tool skips the test, except under CI=true where it fails."""
     path = shutil.which(tool)
     if path is None:
-        message = f"{tool} not found: {fix}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true: a missing part fails the run)")
-        pytest.skip(message)
+        skip_or_fail(f"{tool} not found: {fix}")
     return path
 
 

@@ -35,6 +35,7 @@ from harness.guest import (
     read_content_dir,
 )
 from harness.guest import linux_ref
+from harness.testing import skip_or_fail
 
 from .conftest import require_tool
 
@@ -47,11 +48,6 @@ QEMU_FIX = "apt-get install qemu-system-x86 (or make setup)"
 BOOT_TIMEOUT = 60.0
 BOOT_TIMES: dict[str, float] = {}
 
-
-def _skip_or_fail(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " (CI=true: a missing part fails the run)")
-    pytest.skip(message)
 
 
 def _require_build_tools() -> None:
@@ -68,7 +64,7 @@ def guest() -> ReferenceGuest:
     try:
         built = build_reference_guest(progress=lines.append)
     except GuestBuildError as exc:
-        _skip_or_fail(f"cannot build the reference guest: {exc}")
+        skip_or_fail(f"cannot build the reference guest: {exc}")
     print(f"\n[guest] {time.perf_counter() - start:.3f} s: " + " | ".join(lines))
     return built
 
@@ -296,7 +292,7 @@ def _free_port() -> int:
 
 def _client_key() -> tuple[object, str]:
     """A per-test ed25519 key: (paramiko key, authorized_keys line)."""
-    paramiko = pytest.importorskip("paramiko")
+    import paramiko
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -319,7 +315,7 @@ def _exec(client, command: str) -> tuple[int, str]:
 
 @pytest.mark.vm
 def test_net_ssh_login_with_pinned_host_key(boot, guest: ReferenceGuest, tmp_path: Path) -> None:
-    paramiko = pytest.importorskip("paramiko", reason="pip install paramiko for the SSH login test")
+    import paramiko
     pkey, authorized = _client_key()
     disk = tmp_path / "disk.img"
     build_data_disk(disk, {GOOD_NAME: fixture_bytes("good.sys")}, authorized_keys=authorized)
@@ -477,7 +473,7 @@ def test_cache_hit_then_rebuild_on_changed_input(tmp_path: Path) -> None:
     try:
         first = build_reference_guest(cache, progress=lines.append)
     except GuestBuildError as exc:
-        _skip_or_fail(f"cannot build the reference guest: {exc}")
+        skip_or_fail(f"cannot build the reference guest: {exc}")
     cold = time.perf_counter() - t0
     assert any(l.startswith("guest: built in") for l in lines), lines
     assert first.initrd.is_relative_to(cache) and first.kernel.is_relative_to(cache)

@@ -36,6 +36,7 @@ from harness.guest import (
     read_content_dir,
 )
 from harness.guest import linux_ref
+from harness.testing import skip_or_fail
 
 from .conftest import require_tool
 from .test_guest_build import (  # noqa: F401  (guest: a fixture)
@@ -46,7 +47,6 @@ from .test_guest_build import (  # noqa: F401  (guest: a fixture)
     Vm,
     _newc_entries,
     _require_build_tools,
-    _skip_or_fail,
     assert_in_order,
     fixture_bytes,
     guest,
@@ -455,7 +455,7 @@ def test_cache_key_covers_the_recovery_init(tmp_path: Path) -> None:
     try:
         first = build_reference_guest(cache, progress=lambda _: None)
     except GuestBuildError as exc:
-        _skip_or_fail(f"cannot build the reference guest: {exc}")
+        skip_or_fail(f"cannot build the reference guest: {exc}")
     assert first.recovery_initrd is not None and first.recovery_initrd.is_relative_to(cache)
 
     # Same content elsewhere: a hit.  Changed content: a new key, both images rebuilt.

@@ -26,6 +26,7 @@ from harness.config import Profile
 from harness.content.format import file_name
 from harness.errors import ConfigError, InfraError
 from harness.paths import CONTENT_FIXTURES
+from harness.testing import require_module
 from harness.vm.connection import open_connection
 from harness.vm.hosts import check_shared_paths
 from harness.vm.machine import Machine, MachineSpec
@@ -135,7 +136,7 @@ def machine(uri: str, guest: object, artifacts: Path, run_id: str) -> Machine:
 
 def test_two_workers_run_their_machines_on_two_hosts(reference_guest: object, ssh_host: SshHost,
                                                      tmp_path: Path) -> None:
-    pytest.importorskip("xdist")
+    require_module("xdist", "make setup (pip install pytest-xdist)")
     remote = ssh_host.uri()
     config = tmp_path / "hosts.yaml"
     config.write_text(f"profiles:\n  two-hosts:\n    uris: [{LOCAL}, '{remote}']\n")

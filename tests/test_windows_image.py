@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, InputFileError, VmError
+from harness.testing import skip_or_fail
 from harness.vm.templates import render
 from harness.windows import EDITIONS
 from harness.windows import image as image_mod
@@ -351,7 +352,7 @@ def standin_initrd(tmp_path: Path) -> Path:
 
     busybox = Path("/bin/busybox")
     if not busybox.is_file():
-        pytest.skip("busybox-static not installed (make setup)")
+        skip_or_fail("busybox-static not installed (make setup)")
     archive = Archive()
     for d in ("proc", "sys", "dev"):
         archive.mkdir(d)

@@ -53,6 +53,7 @@ from harness.windows.winpe import (
     build_winpe_medium,
     render_recover_cmd,
 )
+from harness.testing import skip_or_fail
 
 from .conftest import require_tool
 
@@ -63,18 +64,13 @@ BAD = {"C-00000291-00000000-00000032.sys": b"\xaa\xaa\xaa\xaa bad channel file"}
 HIVEX_FIX = "install libhivex-bin (make setup)"
 
 
-def _missing(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message} (CI=true: a missing part fails the run)", pytrace=False)
-    pytest.skip(message)
-
 
 def regipy_hive(path: Path) -> Any:
     """regipy (pip) reads a hive independently of hivex; it is optional here."""
     try:
         from regipy.registry import RegistryHive
     except ImportError:
-        _missing("regipy is not installed: pip install regipy (the independent hive reader of these tests)")
+        skip_or_fail("regipy is not installed: pip install regipy (the independent hive reader of these tests)")
     return RegistryHive(str(path))
 
 
@@ -505,9 +501,9 @@ def test_ovmf_boots_the_recovery_medium_first_and_finds_its_efi_boot_image(
 
         conn = open_connection(harness_profile.uri)
     except ImportError:
-        _missing("libvirt-python is not installed (make setup)")
+        skip_or_fail("libvirt-python is not installed (make setup)")
     except InfraError as exc:
-        _missing(str(exc))
+        skip_or_fail(str(exc))
     media = make_media(tmp_path, efi_image="efisys_noprompt.bin")
     iso = build_winpe_medium(artifacts_dir / "recovery.iso", media, bad_files=bad_update_list(BAD)).iso
     golden = artifacts_dir / "blank.qcow2"

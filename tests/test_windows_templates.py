@@ -22,6 +22,7 @@ import pytest
 
 from harness.config import Profile
 from harness.errors import ConfigError, InfraError
+from harness.vm.ownership import process_lock
 from harness.vm.templates import render
 from harness.windows import (
     EDITIONS,
@@ -33,6 +34,7 @@ from harness.windows import (
     find_ovmf,
     windows_domain_values,
 )
+from harness.testing import skip_or_fail
 
 from .conftest import require_tool
 
@@ -107,7 +109,8 @@ def test_every_edition_renders_a_domain_valid_for_libvirt(tmp_path: Path, disk: 
     ns = "{https://harness.invalid/xmlns/vm/1}"
     meta = root.find(f"metadata/{ns}vm")
     assert [(el.tag[len(ns):], el.text) for el in meta] == [
-        ("run", "r1"), ("test", "tests/t.py::x[<a>]"), ("artifacts", str(tmp_path)), ("pid", "1"), ("host", socket.gethostname())]
+        ("run", "r1"), ("test", "tests/t.py::x[<a>]"), ("artifacts", str(tmp_path)), ("pid", "1"),
+        ("lock", str(process_lock())), ("host", socket.gethostname())]
     boots = {(d.get("device"), d.find("target").get("dev")): d.find("boot").get("order")
              for d in root.findall("devices/disk") if d.find("boot") is not None}
     if variant == "install":
@@ -167,7 +170,7 @@ def test_the_firmware_found_has_secure_boot_off() -> None:
     try:
         fw = find_ovmf()
     except InfraError as exc:
-        _missing(str(exc))
+        skip_or_fail(str(exc))
     assert not re.search(r"secboot|\.ms\.|snakeoil|enrolled", fw.code.name + fw.vars_template.name), fw
 
 
@@ -190,12 +193,6 @@ def test_an_overlay_leaves_the_golden_image_alone(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------- real QEMU (vm)
 
-
-def _missing(message: str) -> None:
-    """A missing host part: skip with the fix, or fail under CI=true."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message} (CI=true: a missing part fails the run)", pytrace=False)
-    pytest.skip(message)
 
 
 # What the edition's domain exercises besides the firmware: a disk bus each, install media
@@ -261,7 +258,7 @@ def test_a_windows_domain_with_a_blank_disk_starts_and_reaches_its_firmware(
     try:
         check_host(tpm=EDITIONS[edition].tpm)
     except InfraError as exc:
-        _missing(str(exc))
+        skip_or_fail(str(exc))
     try:
         import libvirt
 
@@ -272,9 +269,9 @@ def test_a_windows_domain_with_a_blank_disk_starts_and_reaches_its_firmware(
 
         conn = open_connection(harness_profile.uri)
     except ImportError:
-        _missing("libvirt-python is not installed (make setup)")
+        skip_or_fail("libvirt-python is not installed (make setup)")
     except InfraError as exc:
-        _missing(str(exc))
+        skip_or_fail(str(exc))
 
     domain_type, why = choose_domain_type(harness_profile.accel)
     name = f"harness-win-{edition}-{harness_run_id}-{os.getpid()}"
@@ -383,9 +380,9 @@ def test_libvirt_accepts_the_kvm_domain_with_every_enlightenment(tmp_path: Path,
 
         conn = open_connection(harness_profile.uri)
     except ImportError:
-        _missing("libvirt-python is not installed (make setup)")
+        skip_or_fail("libvirt-python is not installed (make setup)")
     except InfraError as exc:
-        _missing(str(exc))
+        skip_or_fail(str(exc))
     name = f"harness-win-define-{os.getpid()}"
     xml = render(WINDOWS_TEMPLATE, **values("win11", tmp_path, disk, firmware, domain_type="kvm", name=name,
                                             network="user", ssh_port=2222,

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from harness.testing import require_module
+
 from .conftest import REPO
 
 pytestmark = pytest.mark.vm
 
 
 def test_the_vm_suite_runs_two_workers_side_by_side(reference_guest: object, tmp_path: Path) -> None:
-    pytest.importorskip("xdist")
+    require_module("xdist", "make setup (pip install pytest-xdist)")
     artifacts = tmp_path / "artifacts"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", f"--harness-artifacts={artifacts}",
