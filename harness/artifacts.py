@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HarnessError
-from .paths import REPO_ROOT
 
 
 def sha256_file(path: Path) -> str:
@@ -33,7 +32,9 @@ def new_run_id() -> str:
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("HARNESS_ARTIFACTS", REPO_ROOT / "artifacts"))
+    """Where runs keep their artifacts: $HARNESS_ARTIFACTS, else ./artifacts of the directory the
+    user runs in (a vendor's project, not the harness's own checkout)."""
+    return Path(os.environ.get("HARNESS_ARTIFACTS") or Path.cwd() / "artifacts")
 
 
 def safe_name(test_id: str) -> str:

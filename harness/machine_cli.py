@@ -19,7 +19,7 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--profile", help="profile name (default linux-ref)")
     p.add_argument("--config", type=Path, help="YAML file with profiles")
     p.add_argument("--sensor", choices=BUILDS, help="sensor build (default: the profile's)")
-    p.add_argument("--artifacts", type=Path, help="artifacts directory (default ./artifacts)")
+    p.add_argument("--artifacts", type=Path, help="artifacts root (default $HARNESS_ARTIFACTS, else ./artifacts)")
     p.add_argument("--keep", action="store_true", help="keep the per-test disk image")
     p.add_argument("--recover", choices=("safe-mode", "recovery-env", "all"),
                    help="after a boot loop, bring a copy of the machine back by this path (or both)")
@@ -53,7 +53,7 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--uri", action="append", metavar="URI",
                    help="a libvirt host to sweep instead of the profile's hosts (repeat for several)")
     p.add_argument("--artifacts", type=Path, help="artifacts root to scan for leftover disk images "
-                   "(default ./artifacts)")
+                   "(default $HARNESS_ARTIFACTS, else ./artifacts)")
     p.add_argument("--force", action="store_true", help="also destroy domains whose owner process still runs")
     p.set_defaults(run=cmd_clean)
 
