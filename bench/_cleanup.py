@@ -44,9 +44,11 @@ class Cleanup:
         except subprocess.TimeoutExpired:
             say(f"warning: qemu pid {p.pid} did not exit 10 s after SIGKILL")
 
-    def close_machine(self, m: Machine) -> None:
+    def close_machine(self, m: Machine, background: bool = False) -> None:
+        """close() the machine; with `background`, as the vm fixture does (the domain's destroy
+        and disk removal go on in a worker: harness.vm.teardown)."""
         try:
-            m.close()
+            m.close(background=background)
         finally:
             if m in self.machines:
                 self.machines.remove(m)

@@ -40,9 +40,11 @@ class HarnessRun:
 
 
 def run_harness(setup: Setup, cleanup: Cleanup, slot: str, content: dict[str, bytes], threshold: int,
-                wait: bool, verbose: bool = False) -> HarnessRun:
+                wait: bool, verbose: bool = False, background_close: bool = False) -> HarnessRun:
     """One machine, end to end, as a test drives it: Machine(), install_content(), boot(),
-    then (if `wait`) wait_verdict(); closed (domain destroyed, disk removed) in any case."""
+    then (if `wait`) wait_verdict(); closed (domain destroyed, disk removed) in any case; with
+    `background_close` as the vm fixture closes it (teardown_s is then what the caller waited
+    for, and the destroy goes on in the background: drain harness.vm.teardown to wait for it)."""
     directory = setup.root / slot
     directory.mkdir(parents=True, exist_ok=True)
     progress = (lambda msg: say(f"  harness: {msg}")) if verbose else None
@@ -82,7 +84,7 @@ def run_harness(setup: Setup, cleanup: Cleanup, slot: str, content: dict[str, by
         t_close = time.monotonic()
         REC.active = True  # times the parts of close() too (close:* phases)
         try:
-            cleanup.close_machine(m)
+            cleanup.close_machine(m, background=background_close)
         finally:
             REC.active = False
         teardown = time.monotonic() - t_close
