@@ -49,8 +49,7 @@
  * the default debug print filter) mirror the Linux module:
  *   harness_sensor: <name>: ignored (not a channel 291 file)
  *   harness_sensor: <file>: loaded (N instances)
- *   harness_sensor: <file>: rejected: <text> [<reason>]   (hardened, when an
- *                   earlier pass loaded that file: "; keeping last good content")
+ *   harness_sensor: <file>: rejected: <text> [<reason>]
  *   harness_sensor: named-pipe event: N instances evaluated, M matched
  *   HARNESS-SENSOR-LOADED build=<vulnerable|hardened> files=F loaded=L rejected=R
  */

@@ -78,7 +78,6 @@ class Kernel:
         self.image_size: int = self.module.image_size
         self.bugcheck: Bugcheck | None = None
         self.api_calls: list[str] = []
-        self._extra_hooks: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------------ hooks
 
@@ -146,13 +145,6 @@ class Kernel:
 
     def put_u64(self, addr: int, value: int) -> None:
         self.write(addr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
-
-    def is_mapped(self, addr: int, size: int = 1) -> bool:
-        try:
-            self.emu.mem_read(addr, size)
-        except Exception:  # unicorn's UcError: the range is not mapped
-            return False
-        return True
 
     def alloc(self, size: int, tag: str) -> int:
         """Zeroed non-paged pool owned by the emulated kernel (not charged to the driver)."""
