@@ -17,7 +17,7 @@ Linux; when both appear the earlier one wins; when neither does, Linux (what
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from .monitor.monitor import Monitor
 from .monitor.verdict import BootSummary, Verdict
 
 MAX_LOG_BYTES = 512 * 1024 * 1024
+CHUNK_BYTES = 4 << 20
 # `reports` lists at most this many (a console full of WARNINGs lists the first ones and a count).
 MAX_LISTED_REPORTS = 1000
 FAMILIES = ("auto", "linux", "windows")
@@ -47,26 +48,62 @@ _DOMAIN_LOG_RE = re.compile(
 _CONSOLE_RE = re.compile(r"SAC started and initialized|<BP>|\*\*\* Fatal System Error:|Linux version \d")
 
 
-def read_log(path: Path) -> str:
+def _check_log(path: Path) -> None:
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if path.is_dir():
         raise InputFileError(f"{path}: is a directory; give the serial log (serial.log)")
     if path.stat().st_size > MAX_LOG_BYTES:
         raise InputFileError(f"{path}: larger than {MAX_LOG_BYTES >> 20} MiB; cut it to the boots of interest")
+
+
+def read_log(path: Path) -> str:
+    _check_log(path)
     try:
         return path.read_bytes().decode("utf-8", "replace").replace("\r", "")
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def detect_family(text: str) -> str:
-    """"windows" or "linux", from the first family marker in the text (Linux if none)."""
+def read_chunks(path: Path, size: int = CHUNK_BYTES) -> Iterator[str]:
+    """The log as `read_log` gives it, in pieces that end at a `\\n` (the last piece is what
+    follows the last newline, maybe empty): a 100 MB log is never in memory at once.
+    Cutting at a newline never splits a UTF-8 character, so decoding is the same."""
+    _check_log(path)
+    try:
+        with path.open("rb") as handle:
+            rest = b""
+            while block := handle.read(size):
+                block = rest + block
+                cut = block.rfind(b"\n") + 1
+                rest = block[cut:]
+                if cut:
+                    yield block[:cut].decode("utf-8", "replace").replace("\r", "")
+            yield rest.decode("utf-8", "replace").replace("\r", "")
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def file_lines(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+    """The lines of a log file, split at `\\n` only, as `iter_lines(read_log(path))`."""
+    for chunk in read_chunks(path, chunk_bytes):
+        if chunk.endswith("\n"):
+            yield from iter_lines(chunk[:-1])
+        else:
+            yield chunk
+
+
+def _first_marker(text: str) -> str | None:
     windows = _WINDOWS_RE.search(text)
     linux = _LINUX_RE.search(text)
     if windows and (linux is None or windows.start() < linux.start()):
         return "windows"
-    return "linux"
+    return "linux" if linux else None
+
+
+def detect_family(text: str) -> str:
+    """"windows" or "linux", from the first family marker in the text (Linux if none)."""
+    return _first_marker(text) or "linux"
 
 
 def is_domain_log(text: str) -> bool:
@@ -86,6 +123,18 @@ def iter_lines(text: str) -> Iterator[str]:
         start = end + 1
 
 
+def _scan_file(path: Path) -> tuple[str, bool]:
+    """(`detect_family`, `is_domain_log`) of a log file, read piece by piece (markers are
+    within a line, and pieces end at line ends, so the answers are the same)."""
+    family: str | None = None
+    domain = console = False
+    for chunk in read_chunks(path):
+        family = family or _first_marker(chunk)
+        domain = domain or _DOMAIN_LOG_RE.search(chunk) is not None
+        console = console or _CONSOLE_RE.search(chunk) is not None
+    return family or "linux", domain and not console
+
+
 class _ReportList:
     """Summaries of every report a parser completes, in order, up to MAX_LISTED_REPORTS."""
 
@@ -100,7 +149,7 @@ class _ReportList:
             self.omitted += 1
 
 
-def _monitor_verdict(family: str, text: str, boot_loop_threshold: int,
+def _monitor_verdict(family: str, lines: Iterable[str], boot_loop_threshold: int,
                      listing: _ReportList | None = None) -> Verdict:
     """The verdict a console log implies. Lines carry no times, so each counts as one tick.
     With `listing` (Linux), every report the monitor's parser completes is listed there too."""
@@ -108,7 +157,7 @@ def _monitor_verdict(family: str, text: str, boot_loop_threshold: int,
     chosen = WindowsFamily() if family == "windows" else linux
     monitor = Monitor(chosen, boot_loop_threshold=boot_loop_threshold, grace_s=float("inf"))
     count = 0
-    for n, line in enumerate(iter_lines(text)):
+    for n, line in enumerate(lines):
         monitor.observe_line(line, float(n))
         count = n + 1
     verdict = monitor.decide(float(count), final=True) or _unreachable()
@@ -128,7 +177,7 @@ def triage_text(text: str, boot_loop_threshold: int = 2, family: str = "auto",
                 domain_log: str | None = None, listing: _ReportList | None = None) -> Verdict:
     """The verdict a console log implies (with `domain_log`, fused with its Hyper-V panics)."""
     chosen = detect_family(text) if family == "auto" else family
-    verdict = _monitor_verdict(chosen, text, boot_loop_threshold, listing)
+    verdict = _monitor_verdict(chosen, iter_lines(text), boot_loop_threshold, listing)
     if domain_log is None:
         return verdict
     return fuse_verdict(verdict, parse_domain_log(domain_log))
@@ -219,6 +268,13 @@ def triage_files(log: Path | None, domain_log: Path | None = None, boot_loop_thr
     console log (`harness triage qemu/win.log`) is read as a domain log."""
     if log is None and domain_log is None:
         raise InputFileError("give a serial log, a libvirt domain log (--domain-log), or both")
+    if log is not None and domain_log is None and family in ("auto", "linux"):
+        detected, domain = _scan_file(log)
+        if not domain and (family == "linux" or detected == "linux"):
+            # A Linux console log is judged line by line from the file, never held whole.
+            listing = _ReportList()
+            verdict = _monitor_verdict("linux", file_lines(log), boot_loop_threshold, listing)
+            return Triage(verdict, "linux", log, None, listing.listed, listing.omitted)
     text = read_log(log) if log is not None else None
     domain_text = read_log(domain_log) if domain_log is not None else None
     if text is not None and domain_text is None and is_domain_log(text):

@@ -4,11 +4,12 @@ same monitor that judges live VMs. The logs were captured from real QEMU boots."
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from harness.triage import triage_text
+from harness.triage import file_lines, iter_lines, read_log, triage_files, triage_text
 
 from .conftest import REPO, run_harness
 
@@ -69,3 +70,38 @@ def test_triage_json_lists_every_report_in_order_beside_the_first_fatal_one() ->
 
 def test_triage_json_of_a_healthy_log_has_no_reports() -> None:
     assert triage_json(LOGS / "good-vulnerable.log")["reports"] == []
+
+
+@pytest.mark.parametrize("content", [b"", b"one line", b"a\r\nb\r\n", b"a\nb\n\n", "\u00e9t\u00e9\n\u2603 x\n".encode(),
+                                     b"\xff\xfe broken\nok\n", b"x" * 50 + b"\n" + b"y" * 3])
+def test_a_log_read_in_pieces_gives_the_lines_of_the_whole_text(tmp_path: Path, content: bytes) -> None:
+    log = tmp_path / "serial.log"
+    log.write_bytes(content)
+    whole = read_log(log).split("\n")
+    assert list(iter_lines(read_log(log))) == whole
+    for size in (1, 2, 7, 1 << 20):  # pieces smaller than a line, or than a UTF-8 character
+        assert list(file_lines(log, size)) == whole
+
+
+def test_a_big_log_is_triaged_from_the_file_in_bounded_memory(tmp_path: Path) -> None:
+    """About 6 MB of boots with a WARNING every 500 lines and the CF-291 crash at the end: the
+    verdict and reports are those of the text, and memory does not grow with the log."""
+    healthy = (LOGS / "good-vulnerable.log").read_bytes().decode(errors="replace").replace("\r", "")
+    warning = ("WARNING: CPU: 0 PID: 1 at drivers/acme/core.c:42 acme_check+0x1a/0x30\n"
+               "RIP: 0010:acme_check+0x1a/0x30\nCall Trace:\n <TASK>\n acme_init+0x10/0x20\n </TASK>\n"
+               "---[ end trace 0000000000000000 ]---\n")
+    noise = [line for line in healthy.split("\n") if line]
+    body = "\n".join(noise[i % len(noise)] for i in range(500)) + "\n" + warning
+    crash = (LOGS / "cf291-field21-vulnerable.log").read_bytes().decode(errors="replace")
+    log = tmp_path / "serial.log"
+    log.write_text(body * 150 + crash)
+    assert log.stat().st_size > 5_000_000
+    tracemalloc.start()
+    result = triage_files(log)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 30 << 20, f"{peak >> 20} MiB traced for a {log.stat().st_size >> 20} MiB log"
+    assert result.verdict.crash is not None
+    assert result.verdict.crash.title == "BUG: unable to handle page fault in chf_match_criterion"
+    assert len(result.reports) == 151 and result.reports[-1]["fatal"] and not result.reports[0]["fatal"]
+    assert result.verdict.to_json() == triage_text(log.read_bytes().decode().replace("\r", "")).to_json()
