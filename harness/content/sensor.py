@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InfraError
-from ..paths import DRIVERS, DRIVERS_BUILD
+from ..paths import DRIVERS, DRIVERS_BUILD, driver_tree
 from .files import check_content_path
 
 BUILDS = ("vulnerable", "hardened")
@@ -69,7 +69,7 @@ def _build_host() -> None:
     if shutil.which("make") is None or shutil.which("cc") is None:
         raise InfraError("building the host sensor needs make and a C compiler: "
                          "run 'make setup' (or apt-get install build-essential)")
-    proc = subprocess.run(["make", "-s", "-C", str(DRIVERS), "host"], capture_output=True,
+    proc = subprocess.run(["make", "-s", "-C", str(driver_tree()), "host"], capture_output=True,
                           text=True, timeout=300)
     if proc.returncode != 0:
         raise InfraError(f"building the host sensor failed:\n{proc.stdout}{proc.stderr}"
