@@ -3,8 +3,10 @@
 A report is what the console said about one crash: a normalised title (one bug,
 one title, however often it happens and wherever the kernel was loaded), the
 faulting function and module, the raw text, and where in the console log it
-was.  The Linux parser (`linux.py`) fills it from Oops/panic text; a Windows
-parser fills `stop_code`, `stop_name` and `parameters` from bugcheck text.
+was.  The Linux parser (`linux/`) fills it from every kind of kernel report
+(`kind`: "page-fault", "kasan", "warning", "lockdep", "hung-task", ...); the
+Windows parser (`windows/`) fills `stop_code`, `stop_name` and `parameters`
+from bugcheck text.
 
 Title normalisation follows syzkaller's `pkg/report` (`dynamicTitleReplacement`
 and `sanitizeTitle`): `func+0x1e/0x80` becomes `func`, anything that looks like
@@ -72,10 +74,12 @@ class CrashReport:
 
     `panic` is True when the guest panicked as part of this report (a Linux
     "Kernel panic - not syncing" that followed the Oops, or that *is* the
-    report).  `fatal` is False only for a report that is not a crash: a
-    Linux WARNING that no panic followed.  `corrupted` says the text is
-    incomplete (cut off by the end of the log or by the next boot) or that
-    the title could not be completed; `corrupted_reason` says which.
+    report).  `fatal` is False for a finding the kernel survives: a Linux
+    WARNING, lockdep or sanitizer (KASAN, KMSAN, KCSAN, KFENCE, UBSAN) report
+    or a memory leak that no panic followed.  `corrupted` says the text is
+    incomplete (cut off by the end of the log or by the next boot), mixed with
+    other output, or that the title could not be completed; `corrupted_reason`
+    says which.  The defaults keep callers that build a report by hand working.
     """
 
     title: str
