@@ -20,7 +20,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import InfraError
@@ -78,22 +77,19 @@ DRIVERS_BUILD = DRIVERS / "build"
 
 def driver_tree() -> Path:
     """DRIVERS, ready for `make -C`: in an installed copy the shipped sources are copied there
-    on first use (under a lock; complete or absent, never half-copied). Call it before make."""
-    if not INSTALLED or DRIVERS.is_dir():
+    on first use (under a lock; a marker written last says the copy is complete, since build/
+    may be made there before). Call it before running make in DRIVERS."""
+    marker = DRIVERS / ".harness-sources"
+    if not INSTALLED or marker.is_file():
         return DRIVERS
-    parent = DRIVERS.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with open(parent / ".lock", "a") as lock:
+        DRIVERS.mkdir(parents=True, exist_ok=True)
+        with open(DRIVERS.parent / f".{DRIVERS.name}.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if not DRIVERS.is_dir():
-                staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=parent))
-                try:
-                    shutil.copytree(DRIVER_SOURCES, staging / "tree",
-                                    ignore=shutil.ignore_patterns("__pycache__"))
-                    (staging / "tree").rename(DRIVERS)
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
+            if not marker.is_file():
+                shutil.copytree(DRIVER_SOURCES, DRIVERS, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+                marker.write_text(f"copied from {DRIVER_SOURCES}\n")
     except OSError as exc:
         raise InfraError(f"cannot copy the driver sources into the cache ({exc}): set HARNESS_CACHE "
                          f"to a writable directory; cache: {DRIVERS}") from None
