@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..artifacts import sha256_file
 from ..errors import ConfigError, InfraError, InputFileError, VmError
-from ..paths import DRIVERS, DRIVERS_BUILD
+from ..paths import DRIVERS_BUILD, driver_tree
 from .domain import EDITIONS, NVRAM_NAME, Cdrom, find_ovmf
 
 Progress = Callable[[str], None]
@@ -140,7 +140,7 @@ def sensor_files(build: str, progress: Progress) -> tuple[Path, Path, Path]:
     wanted = (signed / "harnessflt.sys", signed / "harnessflt.inf", cert)
     if not all(p.is_file() for p in wanted):
         progress("image: building the signed sensor: make -C drivers windows sign")
-        proc = subprocess.run(["make", "--no-print-directory", "-C", str(DRIVERS), "windows", "sign"],
+        proc = subprocess.run(["make", "--no-print-directory", "-C", str(driver_tree()), "windows", "sign"],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
