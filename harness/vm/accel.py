@@ -17,11 +17,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..paths import REPO_ROOT
+from ..paths import cache_dir
 
 BANNER = b"Linux version"
 PROBE_TIMEOUT_S = 12.0
-CACHE = REPO_ROOT / "build" / "kvm-probe.json"
+CACHE = cache_dir() / "kvm-probe.json"
 
 
 def _probe_kernel() -> Path | None:
