@@ -29,10 +29,10 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from ..errors import ConfigError, InfraError
-from ..paths import REPO_ROOT
+from ..paths import cache_dir
 
 SSH_TRANSPORTS = ("ssh", "libssh", "libssh2")
-WRAPPERS = REPO_ROOT / "build" / "ssh"  # generated OpenSSH client commands, one per pinning
+WRAPPERS = cache_dir() / "ssh"  # generated OpenSSH client commands, one per pinning
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def check_shared_paths(uri: str, files: list[Path], directories: list[Path], tim
             if line.strip() != str(size):
                 seen = "does not exist" if line.strip() == "missing" else f"has {line.strip()} bytes, not {size}"
                 raise InfraError(f"libvirt host {uri}: {path} {seen} there; the remote host must see the "
-                                 f"checkout's build/ at the same path: mount it there at {REPO_ROOT}")
+                                 f"harness cache at the same path: mount it there at {cache_dir()}")
         for (token, expected), line in zip(tokens.items(), answer[len(files):]):
             if line.strip() != expected:
                 raise InfraError(f"libvirt host {uri}: {token.parent} is not shared with this machine (a file "
