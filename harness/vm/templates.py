@@ -17,10 +17,10 @@ from typing import Any
 import jinja2
 
 from ..errors import ConfigError
-from ..paths import REPO_ROOT
+from ..paths import VM_TEMPLATES
 from .ownership import process_lock
 
-TEMPLATES = REPO_ROOT / "vm-templates"
+TEMPLATES = VM_TEMPLATES
 METADATA_NS = "https://harness.invalid/xmlns/vm/1"
 
 
