@@ -35,9 +35,9 @@ from pathlib import Path
 
 from harness.guest import DataDiskError, RecoveryMediumError
 from harness.guest.datadisk import _tool
-from harness.paths import REPO_ROOT
+from harness.paths import VM_TEMPLATES
 
-SAMPLE_SCRIPT = REPO_ROOT / "vm-templates" / "linux" / "recovery" / "remove-bad-content.sh"
+SAMPLE_SCRIPT = VM_TEMPLATES / "linux" / "recovery" / "remove-bad-content.sh"
 SCRIPT_NAME = "recover.sh"
 BAD_FILES_NAME = "bad-files.txt"
 MEDIUM_LABEL = "harness-recov"
