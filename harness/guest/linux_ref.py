@@ -52,7 +52,7 @@ from harness.guest.kernel import (
     read_module,
     resolve_modules,
 )
-from harness.paths import DRIVERS, DRIVERS_BUILD, REPO_ROOT
+from harness.paths import DRIVERS, DRIVERS_BUILD, VM_TEMPLATES, cache_dir, driver_tree
 
 # Bump when the layout of the image or of the cache changes: every cached guest is rebuilt.
 BUILDER_VERSION = "5"  # 2: the recovery initramfs; 3: lib.sh shared by both inits; 4: mounts in lib.sh;
@@ -77,9 +77,9 @@ RECOVERY_APPLETS = ("sh", "mount", "insmod", "usleep", "setsid", "timeout", "pow
                     "mkdir", "sync", "umount", "cat", "sha256sum", "rm")
 RECOVERY_TIMEOUT = 120  # seconds the recovery script may run (knob harness.recovery_timeout=N)
 
-INIT_SCRIPT = REPO_ROOT / "vm-templates" / "linux" / "init.sh"
-RECOVERY_INIT_SCRIPT = REPO_ROOT / "vm-templates" / "linux" / "recovery-init.sh"
-INIT_LIB = REPO_ROOT / "vm-templates" / "linux" / "lib.sh"  # sourced by both inits
+INIT_SCRIPT = VM_TEMPLATES / "linux" / "init.sh"
+RECOVERY_INIT_SCRIPT = VM_TEMPLATES / "linux" / "recovery-init.sh"
+INIT_LIB = VM_TEMPLATES / "linux" / "lib.sh"  # sourced by both inits
 LINUX_DRIVER_DIR = DRIVERS / "linux"
 SENSOR_SOURCES = (
     LINUX_DRIVER_DIR / "harness_sensor.c",
@@ -202,7 +202,7 @@ def _timeout_knob(timeout: int) -> str:
 def default_cache_dir() -> Path:
     """$HARNESS_CACHE/guest/linux-ref, else <repo>/build/guest/linux-ref."""
     root = os.environ.get("HARNESS_CACHE")
-    base = Path(root) if root else REPO_ROOT / "build"
+    base = Path(root) if root else cache_dir()
     return base / "guest" / "linux-ref"
 
 
@@ -244,9 +244,9 @@ def _sensor_stale() -> list[str]:
     for build in SENSOR_BUILDS:
         ko = sensor_module(build)
         if not ko.exists():
-            reasons.append(f"{ko.relative_to(REPO_ROOT)} missing")
+            reasons.append(f"{ko} missing")
         elif ko.stat().st_mtime_ns < newest:
-            reasons.append(f"{ko.relative_to(REPO_ROOT)} older than its sources")
+            reasons.append(f"{ko} older than its sources")
     return reasons
 
 
@@ -270,7 +270,7 @@ def _make() -> str:
 
 def _make_sensor_modules(reasons: list[str], progress: Progress) -> None:
     progress(f"guest: building the sensor modules ({'; '.join(reasons)}): make -C drivers/linux")
-    proc = subprocess.run([_make(), "--no-print-directory", "-C", str(LINUX_DRIVER_DIR)],
+    proc = subprocess.run([_make(), "--no-print-directory", "-C", str(driver_tree() / "linux")],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -282,7 +282,7 @@ def _make_sensor_modules(reasons: list[str], progress: Progress) -> None:
 
 
 def _kernel_version() -> str:
-    proc = subprocess.run([_make(), "-s", "--no-print-directory", "-C", str(LINUX_DRIVER_DIR),
+    proc = subprocess.run([_make(), "-s", "--no-print-directory", "-C", str(driver_tree() / "linux"),
                            "print-kver"], capture_output=True, text=True, check=False)
     kver = proc.stdout.strip()
     if proc.returncode != 0 or not kver:
