@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError
-from ..paths import CONTENT_FIXTURES
+from ..paths import CONTENT_FIXTURES, INSTALLED
 from .faults import CATALOGUE, fault
 from .files import read_content_file, write_content_file
 from .fixture_set import write_fixture_set
@@ -67,7 +67,7 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.set_defaults(run=cmd_fix_crc)
 
     p = sub.add_parser("fixtures", help="regenerate the content fixtures and their table")
-    p.add_argument("--out", type=Path, default=CONTENT_FIXTURES)
+    p.add_argument("--out", type=Path, default=Path("fixtures/content") if INSTALLED else CONTENT_FIXTURES)
     p.set_defaults(run=cmd_fixtures)
 
 
