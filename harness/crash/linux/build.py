@@ -2,9 +2,15 @@
 
 The title is the kind's template with `{f}` the guilty frame (`locate.py`) and
 the other fields read from the opening line or the body, then normalised
-(`report.normalize_title`: no numbers, no addresses).  A title that needs a
-function the report does not show stops before ` in {f}` and the report is
-`corrupted` (NO_FUNCTION) instead of naming a random frame.
+(`report.normalize_title`: no numbers, no addresses).
+
+Frames are read only from the report's own lines: those of the task or CPU that
+printed its head (caller ids), or, without caller ids, the lines up to where a
+second report begins.  A title that needs a function those lines do not show
+stops before ` in {f}` and the report is `corrupted` (NO_FUNCTION) instead of
+naming a frame of someone else.  A report whose stack is missing, cut short, or
+has other output where its frames should be is `corrupted` too, the reason in
+`corrupted_reason` (`interleaved`).
 """
 
 from __future__ import annotations
@@ -84,13 +90,19 @@ def _address(kind: str, head_fields: dict[str, str], bodies: list[str]) -> str |
 _FAULT_INJECTION_RE = re.compile(r"^\s*(?:\[<?(?:0x)?[0-9a-f]+>?\]\s+)?should_fail(?:slab)?(?:\.[\w.]+)?\+0x")
 # Kinds whose guilty frame is read from a stack: their report must show one, whole.
 _NO_STACK_LOCATES = {"none", "head", "body", "at", "pc", "frames", "head-frames"}
-CUT_REASONS_PREFIX = ("truncated", "report longer")
+
+
+_QUESTIONABLE_RE = re.compile(r"^\s*(?:\[<?(?:0x)?[0-9a-f]+>?\]\s+)?\?\s")
 
 
 def interleaved(kind: Kind, own: list[str]) -> str | None:
-    """Why the report's stack cannot be trusted (other text mixed in, or missing), or None."""
+    """Why the report's stack cannot be trusted (other text mixed in, or missing), or None.
+    `? f+0x..` guesses are no frames and take no place; a repeated header is one."""
     if kind.locate in _NO_STACK_LOCATES:
         return None
+    own = [line for line in own if not _QUESTIONABLE_RE.match(line)]
+    own = [line for i, line in enumerate(own)
+           if not (i + 1 < len(own) and STACK_START_RE.search(line) and own[i + 1].strip() == line.strip())]
     headers: list[int] = []
     kinds_seen: set[str] = set()
     for i, line in enumerate(own):
@@ -171,16 +183,10 @@ def build_report(kind: Kind, head: re.Match[str], lines: list[tuple[int, str]], 
         chosen = Frame(fields["hf"])
         corrupted_reason = corrupted_reason or NO_ACCESS_LINE
     broken = None if named_by_head else interleaved(kind, own)
-    # A kernel RIP line names the faulting function by itself: a report that only lacks its
-    # stack keeps it (corrupted all the same).  Mixed-in text makes any frame a guess.
-    keeps_ip = broken == NO_STACK and kind.locate in ("ip", "ip-trace") and chosen is not None
     if broken is not None and corrupted_reason is None:
+        # Flagged, as syzkaller flags it; the frame stays: it was read from the report's own
+        # lines (up to a second report, or of its own task), so it is not a random one.
         corrupted_reason = broken
-        if not keeps_ip:
-            chosen = None  # rather no function than a random one
-    elif broken is not None and chosen is not None and not keeps_ip \
-            and not corrupted_reason.startswith(CUT_REASONS_PREFIX):
-        chosen = None
     if chosen is None and "f" in fields:
         chosen = Frame(fields["f"])
     needs_function = "{f}" in kind.title
