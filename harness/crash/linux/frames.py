@@ -35,7 +35,7 @@ SKIP_GROUPS: dict[str, tuple[str, ...]] = {
         "invalid_op", "do_error", r"_trap$", "do_trap", "handle_bug", r"^exc_", r"^asm_exc_",
         "program_check_exception", "program_check_common", "hex_dump_to_buffer", "print_hex_dump",
         "stack_trace_consume_entry", "arch_stack_walk", "stack_trace_save", "assertfail",
-        "va_format", r"^dev_(?:info|notice|warn|err|alert|crit|emerg)$", "string", "pointer",
+        "va_format", r"dev_(?:info|notice|warn|err|alert|crit|emerg)", "string", "pointer",
         "snprintf", "scnprintf", "kv?asprintf",
     ),
     # Memory allocators and page cache allocation: a fault there is the caller's bad size or pointer.
@@ -135,7 +135,7 @@ _ARM_FRAME_RE = re.compile(rf"^\s*{_PC} \((?P<func>{_NAME})\) from {_PC} \((?P<n
 # The instruction pointer line: x86 `RIP: 0010:f+0x..`, 4.x `IP: [<..>] f+0x..`, i386 `EIP:`,
 # powerpc `NIP`, arm64 `pc : f+0x..`, arm `PC is at f+0x..`.
 IP_RE = re.compile(
-    rf"(?:\b[ER]?IP:|\bNIP:|\bpc\s*:|PC is at)\s*(?:[0-9a-f]{{4}}:)?(?:{_PC}\s+){{0,2}}"
+    rf"(?:\b[ER]?IP:|\bNIP:?\s|(?:\b|e)pc\s*:|PC is at)\s*(?:[0-9a-f]{{4}}:)?(?:{_PC}\s+){{0,2}}"
     rf"(?:(?P<func>{_NAME})[.+](?:[^\s\]]*)(?:\s+\[(?P<mod>[\w-]+)\])?|0x[0-9a-f]+|\(null\)"
     rf"|\[<\s*\(null\)>\]\s+\(null\))")
 # A line that starts a stack trace (a second one ends the first).

@@ -14,6 +14,7 @@ report text its guilty frame is (see `locate.py`):
 | `frames` | the stack lines right after the opening line (KMSAN prints no header) |
 | `after` | the stack after the first line matching `anchor` |
 | `at` | the `at: f+0x..` of the first lock line after a line matching `anchor` (lockdep) |
+| `at-trace` | the `at:` of the next two lock lines, then the stack printed after them |
 | `ip-line` | the first `[<pc>] f+0x..` line, then the first `Call Trace:` |
 | `stall` | after a line matching `anchor` (the timer interrupt): its `RIP:` and stack |
 | `none` | no function: the title names none |

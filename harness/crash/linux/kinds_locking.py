@@ -45,7 +45,7 @@ LOCKING_KINDS: tuple[Kind, ...] = (
       "{w}: lock held when returning to user space in {f}", locate="at",
       anchor=r"leaving the kernel with locks still held", **_FINDING),
     k("lockdep", r"WARNING: [Nn]ested lock was not taken", "WARNING: nested lock was not taken in {f}",
-      locate="warning", **_FINDING),
+      locate="at", anchor=r"is trying to lock", **_FINDING),
     k("lockdep", r"INFO: trying to register non-static key", "INFO: trying to register non-static key in {f}",
       skip=("stack", "lock", "IRQ"), **_FINDING),
     # BUG: reports of the lock and atomic-context checkers (crashes, as every BUG: line was here).

@@ -40,7 +40,7 @@ WARNING_KINDS: tuple[Kind, ...] = (
     k("warning", r"WARNING: (?:CPU: \d+ PID: \d+ )?(?:\[.*\] )?at (?:\S+ )?(?P<hf>[A-Za-z0-9_]+)[.+]",
       "WARNING in {f}", **_WARN),
     k("warning", r"WARNING: .* at \S+:\d+ (?P<hf>[A-Za-z0-9_]+)[.+]", "WARNING in {f}", **_WARN),
-    k("warning", r"WARNING: \S+:\d+ at (?:(?P<hf>[A-Za-z0-9_]+)[.+]|0x)", "WARNING in {f}", **_WARN),
+    k("warning", r"WARNING: (?:\[.*\] )?\S+:\d+ at (?:(?P<hf>[A-Za-z0-9_]+)[.+,]|0x)", "WARNING in {f}", **_WARN),
     k("warning", r"WARNING: (?:CPU: \d+ PID: \d+ )?at ", "WARNING in {f}", **_WARN),
     k("warning", r"WARNING: kernel stack regs at \S+ in \S* has bad '(?P<what>[^']+)' value",
       "WARNING: kernel stack regs has bad '{what}' value", locate="none", **_FINDING),

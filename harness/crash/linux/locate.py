@@ -86,10 +86,13 @@ def candidate_frames(kind: Kind, head: re.Match[str], lines: list[str]) -> tuple
         if locate == "stall":
             return _ip_then_stack(lines, anchor + 1, True) or list(
                 _stack_after(lines, anchor + 1, enter_trace=True)), True
-        at_lines = [Frame(m.group("func")) for line in lines[anchor + 1:] if (m := _AT_RE.search(line))]
+        at_index = [i for i in range(anchor + 1, len(lines)) if _AT_RE.search(lines[i])][:2]
+        at_lines = [Frame(m.group("func")) for i in at_index if (m := _AT_RE.search(lines[i]))]
         if locate == "at":
             return at_lines[:1], False
-        return at_lines[:2] + _trace(lines, anchor + 1), True
+        # The two locks' `at:`, then the dependency chain printed after them.
+        after = at_index[-1] + 1 if at_index else anchor + 1
+        return at_lines + list(_stack_after(lines, after, enter_trace=False)), True
     if locate == "pc":
         pc = next((Frame(m.group("func")) for line in lines[1:] if (m := _PC_LINE_RE.search(line))), None)
         return ([pc] if pc else []), False
