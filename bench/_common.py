@@ -6,7 +6,8 @@ The pieces live in small modules, each with one job:
   _report       progress lines, medians, tables, the host, the common options
   _cleanup      Cleanup (everything started is torn down on any exit), Activity, main_wrapper
   _setup        the guest, the content files, the profile, the artifacts directory
-  _raw_qemu     the baseline: plain QEMU booting the same guest
+  _raw_qemu     the baseline: plain QEMU booting the same guest and devices
+  _qemu_proc    a QEMU process's vCPU CPU time and cpu cgroup; QEMU's own start, timed apart
   _instrument   timing the harness's own calls without changing the harness
   _harness_run  one Machine driven as a test drives it, timed; the warm-up
 """

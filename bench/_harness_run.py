@@ -11,6 +11,7 @@ from typing import Any
 import _repo  # noqa: F401  (the checkout on sys.path)
 from _cleanup import Cleanup
 from _instrument import REC, instrumented
+from _qemu_proc import cpu_cgroup, qemu_pid_of_domain, vcpu_seconds
 from _raw_qemu import warm_raw
 from _report import say
 from _setup import BANNER, CF291, CRASH_NAME, PANIC, Setup, bench_profile
@@ -37,6 +38,8 @@ class HarnessRun:
     teardown_s: float
     artifacts: str
     events: list[dict[str, Any]]
+    vcpu_s: float | None = None  # CPU seconds of QEMU's vCPU thread at the verdict (guest paused)
+    cpu_cgroup: str | None = None  # QEMU's cgroup in the cpu controller's hierarchy
 
 
 def run_harness(setup: Setup, cleanup: Cleanup, slot: str, content: dict[str, bytes], threshold: int,
@@ -77,9 +80,13 @@ def run_harness(setup: Setup, cleanup: Cleanup, slot: str, content: dict[str, by
             REC.active = False
         t_boot = time.monotonic()
         verdict = None
+        vcpu = cgroup = None
         if wait:
             verdict = m.wait_verdict()
         t_end = time.monotonic()
+        pid = qemu_pid_of_domain(m.name)
+        if pid is not None:
+            vcpu, cgroup = vcpu_seconds(pid), cpu_cgroup(pid)
     finally:
         t_close = time.monotonic()
         REC.active = True  # times the parts of close() too (close:* phases)
@@ -101,7 +108,7 @@ def run_harness(setup: Setup, cleanup: Cleanup, slot: str, content: dict[str, by
         ctor_s=t_ctor - t0, install_s=t_inst - t_ctor,
         create_begin_s=marks.get("create_begin", t0) - t0, create_end_s=marks.get("create_end", t0) - t0,
         boot_return_s=t_boot - t0, banners=banners, panics=panics, teardown_s=teardown,
-        artifacts=str(directory), events=events)
+        artifacts=str(directory), events=events, vcpu_s=vcpu if wait else None, cpu_cgroup=cgroup)
 
 
 def warm_up(setup: Setup, cleanup: Cleanup, disk: Path | None) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import _repo  # noqa: F401  (the checkout on sys.path)
 from _cleanup import Cleanup
+from _qemu_proc import vcpu_seconds
 from _setup import BANNER, BOOT_TIMEOUT_S, PANIC
 
 from harness.guest.linux_ref import ReferenceGuest
@@ -32,14 +33,21 @@ def raw_qemu_argv(guest: ReferenceGuest, disk: Path, domain_type: str, cmdline: 
                   no_reboot: bool) -> list[str]:
     """QEMU alone, with the devices of vm-templates/linux/domain.xml.j2 as libvirt runs it:
     -nodefaults (no VGA, NIC, floppy, CD), no USB, no balloon, 256 MiB, 1 vCPU, virtio disk
-    with cache=unsafe, COM1 (here on stdout, not a pty), ISA pvpanic. `-action panic=none`:
-    the guest's own panic=1 reboots it (libvirt instead pauses at the pvpanic and resets)."""
+    with cache=unsafe, COM1 (here on stdout, not a pty), the guest agent's virtio-serial port
+    (a unix socket beside the disk that nobody connects to, as in a test that never calls the
+    agent), ISA pvpanic. `-action panic=none`: the guest's own panic=1 reboots it (libvirt
+    instead pauses at the pvpanic and resets). debug-threads=on names the vCPU thread, as
+    libvirt does, so that its CPU time can be read (_qemu_proc.vcpu_seconds)."""
     accel = "kvm" if domain_type == "kvm" else "tcg"
     cpu = "host" if accel == "kvm" else "qemu64"
-    argv = ["qemu-system-x86_64", "-accel", accel, "-M", "pc,usb=off", "-cpu", cpu, "-m", "256",
-            "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
-            "-rtc", "base=utc", "-kernel", str(guest.kernel), "-initrd", str(guest.initrd),
+    agent = disk.parent / f"{disk.stem}-agent.sock"
+    argv = ["qemu-system-x86_64", "-name", "raw,debug-threads=on", "-accel", accel, "-M", "pc,usb=off",
+            "-cpu", cpu, "-m", "256", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
+            "-serial", "stdio", "-rtc", "base=utc", "-kernel", str(guest.kernel), "-initrd", str(guest.initrd),
             "-append", cmdline, "-drive", f"file={disk},format=raw,if=virtio,cache=unsafe",
+            "-device", "virtio-serial-pci,id=vserial0",
+            "-chardev", f"socket,id=agent0,path={agent},server=on,wait=off",
+            "-device", "virtserialport,bus=vserial0.0,nr=1,chardev=agent0,name=org.qemu.guest_agent.0",
             "-device", "pvpanic", "-action", "panic=none"]
     if no_reboot:
         argv.append("-no-reboot")
@@ -52,6 +60,7 @@ class RawRun:
     banners: list[float]  # spawn -> each "Linux version" line
     panics: list[float]  # spawn -> each panic line
     log: str
+    vcpu_s: float | None = None  # CPU seconds of QEMU's vCPU thread at the wanted panic line
 
 
 def run_raw(argv: list[str], panics_wanted: int, log: Path, cleanup: Cleanup,
@@ -63,6 +72,7 @@ def run_raw(argv: list[str], panics_wanted: int, log: Path, cleanup: Cleanup,
     assert proc.stdout is not None and proc.stderr is not None
     banners: list[float] = []
     panics: list[float] = []
+    vcpu: float | None = None
     partial = b""
     out = bytearray()
     try:
@@ -90,7 +100,9 @@ def run_raw(argv: list[str], panics_wanted: int, log: Path, cleanup: Cleanup,
                     banners.append(now)
                 if PANIC.encode() in line:
                     panics.append(now)
-        return RawRun(panics[-1], banners, panics, str(log))
+                    if len(panics) == panics_wanted:
+                        vcpu = vcpu_seconds(proc.pid)
+        return RawRun(panics[-1], banners, panics, str(log), vcpu)
     finally:
         cleanup.kill(proc)
         cleanup.procs.remove(proc)
