@@ -13,6 +13,9 @@ import pytest
 
 from harness.crash.linux import (NO_FRAMES, SKIP_GROUPS, TRUNCATED, LinuxConsoleParser, is_crash_start, parse_all,
                                  parse_reports)
+from harness.families.linux import LinuxFamily
+from harness.monitor.monitor import Monitor
+from harness.monitor.verdict import Verdict
 
 
 def _log(*lines: str) -> str:
@@ -241,3 +244,79 @@ def test_the_skip_list_is_one_table_of_commented_groups() -> None:
 ])
 def test_lines_that_share_a_reports_words_open_no_report(line: str) -> None:
     assert parse_all(line + "\n" + line) == []
+
+
+# --- older formats -----------------------------------------------------------------
+
+OLD_FORMATS: dict[str, tuple[str, str, str | None]] = {
+    # 3.x/4.x lockdep: heads inside "[ ... ]", frames after "at: [<pc>]".
+    "lockdep in brackets": (_log(
+        "=======================================================",
+        "[ INFO: possible circular locking dependency detected ]", "4.4.0 #1 Not tainted",
+        "-------------------------------------------------------", "acmed/246 is trying to acquire lock:",
+        " (&acme->mutex){+.+.+.}, at: [<ffffffff8105bbd0>] acme_flush+0x20/0xb0", "",
+        "but task is already holding lock:", " (rtnl_mutex){+.+.+.}, at: [<ffffffff8105bc00>] rtnl_lock+0x17/0x20"),
+        "possible deadlock in acme_flush", "acme_flush"),
+    # 4.x KASAN put the address on its head line and printed "by task" after the size.
+    "KASAN with the address on its head": (_log(
+        "BUG: KASAN: slab-out-of-bounds in acme_get+0x1a3/0x1d0 at addr ffff8801c464b568",
+        "Read of size 8 by task acmed/6860", "Call Trace:", " [<ffffffff81d91149>] dump_stack+0xc1/0x128",
+        " [<ffffffff8153c2dc>] kasan_report+0x21c/0x500", " [<ffffffff8265fad3>] acme_get+0x1a3/0x1d0",
+        " [<ffffffff82660055>] acme_read+0x295/0x340",
+        "=================================================================="),
+        "KASAN: slab-out-of-bounds Read in acme_get", "acme_get"),
+    # 4.x hung task: the task line and raw stack words before an unmarked trace.
+    "hung task without <TASK>": (_log(
+        "INFO: task acmed:2293 blocked for more than 120 seconds.", "      Not tainted 4.4.132+ #53",
+        "acmed           D ffff88008ad8f5b0     0  2293      1 0x00000000",
+        " ffff88008ad8f5b0 ffff8800b5584ee8 ffff8800b5584ef8 1ffff100115b1eaa", "Call Trace:",
+        " [<ffffffff82a9df9c>] schedule+0x7c/0x1b0", " [<ffffffff82aae624>] schedule_timeout+0x3d4/0x690",
+        " [<ffffffff82aae250>] ? usleep_range+0x130/0x130", " [<ffffffff82aab9b0>] __down+0x130/0x250",
+        " [<ffffffff81201a13>] down+0x63/0x80", " [<ffffffff81226da1>] acme_claim+0x31/0x80",
+        " [<ffffffff8122c341>] acme_open+0x21/0xc0"),
+        "INFO: task hung in acme_claim", "acme_claim"),
+    # 32-bit arm: "PC is at", and frames as "(caller) from (callee+off)".
+    "arm Oops": (_log(
+        "Unable to handle kernel NULL pointer dereference at virtual address 00000008",
+        "Internal error: Oops: 17 [#1] SMP ARM", "PC is at acme_parse+0x18/0x60",
+        "LR is at acme_ioctl+0x40/0x90", "Backtrace: ",
+        "[<c04a1234>] (acme_parse) from [<c04a1400>] (acme_ioctl+0x40/0x90)",
+        "[<c04a1400>] (acme_ioctl) from [<c0200abc>] (vfs_ioctl+0x30/0x44)",
+        "---[ end trace 0123456789abcdef ]---"),
+        "BUG: unable to handle kernel NULL pointer dereference in acme_parse", "acme_parse"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_FORMATS))
+def test_older_kernels_formats_give_the_same_titles(name: str) -> None:
+    text, title, function = OLD_FORMATS[name]
+    (report,) = parse_all(text)
+    assert (report.title, report.function) == (title, function)
+
+
+# --- what the monitor counts as a crash ----------------------------------------------
+
+def _monitor_verdict(text: str) -> Verdict:
+    monitor = Monitor(LinuxFamily())
+    lines = ["[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)",
+             "HARNESS-BOOT-START mode=normal sensor=vulnerable",
+             "HARNESS-SENSOR-LOADED build=vulnerable files=1 loaded=1 rejected=0", *text.split("\n"),
+             "HARNESS-BOOT-COMPLETE mode=normal sensor=vulnerable"]
+    for number, line in enumerate(lines):
+        monitor.observe_line(line, number * 0.01)
+    verdict = monitor.decide(len(lines) * 0.01 + 1, final=True)
+    assert verdict is not None
+    return verdict
+
+
+def test_findings_never_make_the_monitor_call_a_crash() -> None:
+    findings = "\n".join(CASES[name][0] for name in sorted(CASES) if not CASES[name][4])
+    verdict = _monitor_verdict(findings)
+    assert verdict.crash is None and verdict.verdict == "healthy", verdict.reason
+
+
+@pytest.mark.parametrize("name", sorted(name for name in CASES if CASES[name][4]))
+def test_each_crash_kind_is_the_monitors_crash(name: str) -> None:
+    text, _kind, title, _function, _fatal = CASES[name]
+    verdict = _monitor_verdict(text)
+    assert verdict.crash is not None and verdict.crash.title == title
