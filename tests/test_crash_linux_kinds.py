@@ -86,7 +86,7 @@ CASES: dict[str, tuple[str, str, str, str | None, bool]] = {
     "KMSAN": (_log(
         "BUG: KMSAN: uninit-value in acme_parse+0x120/0x200", " acme_parse+0x120/0x200",
         " acme_recv+0x60/0x90", "", "Uninit was created at:", " slab_post_alloc_hook+0x10/0x20",
-        "CPU: 0 PID: 1 Comm: x Not tainted 6.1.0", "=================================================================="),
+        "CPU: 0 PID: 1 Comm: x Not tainted 6.1.0", "=" * 66),
         "kmsan", "KMSAN: uninit-value in acme_parse", "acme_parse", False),
     "KCSAN": (_log(
         "BUG: KCSAN: data-race in acme_count / acme_reset", "", "write to 0xffff8880 of 4 bytes by task 1 on cpu 0:",
@@ -162,7 +162,8 @@ CASES: dict[str, tuple[str, str, str, str | None, bool]] = {
         "unreferenced object 0xffff888004b2c000 (size 64):", '  comm "acmed", pid 7, jiffies 4294893470 (age 12.3s)',
         "  hex dump (first 32 bytes):", "    00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  ................",
         "  backtrace:", "    [<ffffffff812f9a1e>] kmem_cache_alloc_trace+0x16e/0x2b0",
-        "    [<ffffffffc0a01234>] acme_new_ctx+0x24/0x80 [acme]", "    [<ffffffffc0a01400>] acme_open+0x10/0x40 [acme]"),
+        "    [<ffffffffc0a01234>] acme_new_ctx+0x24/0x80 [acme]",
+        "    [<ffffffffc0a01400>] acme_open+0x10/0x40 [acme]"),
         "memory-leak", "memory leak in acme_new_ctx", "acme_new_ctx", False),
     "panic without a report": (_log(
         "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)",

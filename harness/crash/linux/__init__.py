@@ -14,6 +14,8 @@ from .kinds import KINDS, classify
 from .parser import (CUT_BY_BOOT, CUT_BY_CRASH, MAX_UNREAD_WARNINGS, TOO_BIG, TOO_LONG, TRUNCATED,
                      LinuxConsoleParser, is_crash_start, parse_all, parse_reports)
 
-__all__ = ["CUT_BY_BOOT", "CUT_BY_CRASH", "FAULT_INJECTION", "NO_FRAMES", "NO_STACK", "STACK_MISSED", "KINDS", "MAX_UNREAD_WARNINGS", "NO_FUNCTION", "SKIP_GROUPS", "TOO_BIG",
-           "TOO_LONG", "TRUNCATED", "LinuxConsoleParser", "build_report", "classify", "is_crash_start", "parse_all",
-           "parse_reports", "strip_console_prefix"]
+__all__ = [
+    "CUT_BY_BOOT", "CUT_BY_CRASH", "FAULT_INJECTION", "KINDS", "MAX_UNREAD_WARNINGS", "NO_FRAMES", "NO_FUNCTION",
+    "NO_STACK", "SKIP_GROUPS", "STACK_MISSED", "TOO_BIG", "TOO_LONG", "TRUNCATED", "LinuxConsoleParser",
+    "build_report", "classify", "is_crash_start", "parse_all", "parse_reports", "strip_console_prefix",
+]

@@ -38,7 +38,8 @@ RULE_RE = re.compile(r"^={20,}\s*$")
 NMI_BACKTRACE_RE = re.compile(r"Sending NMI from CPU|NMI backtrace for cpu")
 # Lines inside a report that start another one without ending it, and messages with a
 # stack of their own that mean the text around them is interleaved.
-NOT_A_SECOND_REPORT_RE = re.compile(r"unreferenced object 0x|invalid opcode: 0000|\] Oops: |^Oops: |Kernel panic - not syncing|unregister_netdevice: waiting for"
+NOT_A_SECOND_REPORT_RE = re.compile(r"unreferenced object 0x|invalid opcode: 0000|\] Oops: |^Oops: "
+                                    r"|Kernel panic - not syncing|unregister_netdevice: waiting for"
                                     r"|PANIC: double fault|Internal error:")
 STACK_MESSAGE_RE = re.compile(r"vmalloc: allocation failure:|FAULT_INJECTION: forcing a failure"
                               r"|FAULT_FLAG_ALLOW_RETRY missing")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,8 @@ class Kind:
     body_fields: tuple[tuple[str, re.Pattern[str]], ...] = ()  # title fields read from the body
 
 
-def k(name: str, head: str, title: str, **options: object) -> Kind:
-    """A Kind from a head regex string (kept short in the tables)."""
-    anchor = options.pop("anchor", None)
-    body_fields = options.pop("body_fields", ())
-    return Kind(name, re.compile(head), title,
-                anchor=re.compile(anchor) if isinstance(anchor, str) else None,
-                body_fields=tuple((field, re.compile(rx)) for field, rx in body_fields),  # type: ignore[union-attr]
-                **options)  # type: ignore[arg-type]
+def k(name: str, head: str, title: str, *, anchor: str | None = None,
+      body_fields: tuple[tuple[str, str], ...] = (), **options: Any) -> Kind:
+    """A Kind from regex strings (keeps the tables short)."""
+    return Kind(name, re.compile(head), title, anchor=re.compile(anchor) if anchor else None,
+                body_fields=tuple((field, re.compile(rx)) for field, rx in body_fields), **options)

@@ -23,8 +23,9 @@ KINDS: tuple[Kind, ...] = (SANITIZER_KINDS + FAULT_KINDS + LOCKING_KINDS + STALL
                            + WARNING_KINDS + PANIC_KINDS + OTHER_KINDS)
 
 # The first words of every head above (a cheap test before the table is tried).
-HEAD_WORDS = (r"BUG[: ]|Oops: |(?:segment-related )?general protection fault|stack segment: |kernel BUG at |Kernel BUG |invalid opcode: "
-              r"|divide[ _]error: |int3: |PANIC: double fault|Kernel panic - not syncing|WARNING:|INFO:"
+HEAD_WORDS = (r"BUG[: ]|Oops: |(?:segment-related )?general protection fault|stack segment: |kernel BUG at "
+              r"|Kernel BUG |invalid opcode: |divide[ _]error: |int3: |PANIC: double fault|Kernel panic - not syncing"
+              r"|WARNING:|INFO:"
               r"|\[ (?:WARNING|INFO): |(?:NMI )?watchdog: |rcu: INFO: |UBSAN: |Unable to handle kernel "
               r"|Internal error: |Unhandled fault: |Alignment trap: |unreferenced object 0x"
               r"|unregister_netdevice: waiting for |VFS: (?:Close: file count is 0|Busy inodes after unmount)")
