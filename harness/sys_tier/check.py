@@ -23,7 +23,7 @@ from .zygote import Zygote
 BUILDS = ("vulnerable", "hardened")
 CHANNEL_NAME = re.compile(r"^C-00000291-\d{8}-\d{8}\.sys$")
 DEFAULT_NAME = "C-00000291-00000000-00000001.sys"
-BUILD_FIX = f"build it with `make -C {'"$(python -m harness.paths)"' if INSTALLED else 'drivers'} windows` (needs mingw-w64: `make setup`)"
+BUILD_FIX = f"build it with `make -C {'$(python -m harness.paths)' if INSTALLED else 'drivers'} windows` (needs mingw-w64: `make setup`)"
 IMAGE_FILE_MACHINE_AMD64 = 0x8664
 IMAGE_SUBSYSTEM_NATIVE = 1
 
