@@ -94,3 +94,7 @@ def driver_tree() -> Path:
         raise InfraError(f"cannot copy the driver sources into the cache ({exc}): set HARNESS_CACHE "
                          f"to a writable directory; cache: {DRIVERS}") from None
     return DRIVERS
+
+
+if __name__ == "__main__":  # `make -C "$(python -m harness.paths)" windows`: the tree to build in
+    print(driver_tree())
