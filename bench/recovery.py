@@ -36,7 +36,7 @@ import _common as c  # noqa: E402
 import harness.guest.linux_backend as backend_mod  # noqa: E402
 import harness.recovery as recovery_mod  # noqa: E402
 from harness.guest.linux_ref import build_data_disk  # noqa: E402
-from harness.recovery import RECOVERY_PATHS, RecoveryResult  # noqa: E402
+from harness.recovery import RECOVERY_PATHS, RecoverableMachine, RecoveryResult  # noqa: E402
 
 BAD_NAME = c.CRASH_NAME  # C-00000291-00000000-00000032.sys, the bad update
 LOOP_THRESHOLD = 2  # the built-in profile's: the loop the recovery starts from is a real boot loop
@@ -147,7 +147,7 @@ def run_recovery(setup: c.Setup, cleanup: c.Cleanup, slot: str, path: str, verbo
     directory.mkdir(parents=True, exist_ok=True)
     progress = (lambda msg: c.say(f"  harness: {msg}")) if verbose else None
     t0 = time.monotonic()
-    m = c.Machine(c.MachineSpec(profile=c.bench_profile(LOOP_THRESHOLD), guest=setup.guest,
+    m = RecoverableMachine(c.MachineSpec(profile=c.bench_profile(LOOP_THRESHOLD), guest=setup.guest,
                                 artifacts=directory, run_id=setup.run_id, test_id=slot, slot=slot),
                   progress=progress)
     cleanup.machine(m)

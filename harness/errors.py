@@ -47,3 +47,14 @@ class BootLoopDetected(VmError):
 
 class ConsoleTimeout(VmError):
     """console.expect() did not see its pattern in time."""
+
+
+class DataDiskError(HarnessError):
+    """A per-test data disk cannot be made or read back; the message names the image."""
+
+
+class RecoveryMediumError(DataDiskError):
+    """A recovery medium cannot be made: a bad script path, file name or hash.
+
+    The message names the image (or the script) and the fix.
+    """

@@ -24,16 +24,15 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import filelock
 import pytest
 
 from .artifacts import default_root, new_run_id, test_dir, write_atomic
 from .config import Profile, select_profile
-from .paths import REPO_ROOT
 from .testing import skip_or_fail
 
 if TYPE_CHECKING:
     from .guest.linux_ref import ReferenceGuest
+    from .recovery import RecoverableMachine
     from .vm.machine import Machine
 
 _RUN_ID = pytest.StashKey[str]()
@@ -191,51 +190,53 @@ def _start_vm_session(profile: Profile) -> None:
         raise InfraError("; ".join(swept.unreachable.values()))
 
 
+def _prepare(pytestconfig: pytest.Config, profile: Profile, family: str) -> tuple[Any, str]:
+    """What machines of `family` boot, prepared once by the family's plugin (the reference guest
+    built and cached, a golden image checked), after the hosts answered and were swept. A
+    remote host reads the domain's paths on its own disks: they must be the same files."""
+    from .vm.hosts import check_shared_paths
+    from .vm.registry import family_plugin
+
+    plugin = family_plugin(family)
+    _start_vm_session(profile)
+    guest, sensor = plugin.prepare(profile, None, lambda _msg: None)
+    artifacts_root = Path(pytestconfig.getoption("harness_artifacts") or default_root())
+    for uri in profile.hosts:
+        check_shared_paths(uri, plugin.shared_files(guest), [artifacts_root])
+    return guest, sensor
+
+
 @pytest.fixture(scope="session")
 def reference_guest(pytestconfig: pytest.Config, harness_profile: Profile) -> ReferenceGuest:
-    """The Linux reference guest, built once (cached by its inputs)."""
-    from .guest.linux_ref import build_reference_guest
-    from .vm.hosts import check_shared_paths
-
-    _start_vm_session(harness_profile)
-    # Built once: xdist workers wait for the first one's build, then find it cached.
-    (REPO_ROOT / "build").mkdir(exist_ok=True)
-    with filelock.FileLock(str(REPO_ROOT / "build" / ".guest-build.lock"), timeout=600):
-        guest = build_reference_guest(progress=lambda _msg: None)
-    # A remote host reads the domain's paths on its own disks: they must be the same files.
-    artifacts_root = Path(pytestconfig.getoption("harness_artifacts") or default_root())
-    for uri in harness_profile.hosts:
-        check_shared_paths(uri, [guest.kernel, guest.initrd, guest.recovery_initrd], [artifacts_root])
-    return guest
+    """The Linux reference guest, built once (cached by its inputs), whatever the profile."""
+    guest, _sensor = _prepare(pytestconfig, harness_profile, "linux")
+    return guest  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
-def windows_golden(harness_profile: Profile) -> Any:
-    """The profile's Windows golden image (family windows), checked, with this host's OVMF/swtpm."""
-    from .windows.golden import golden_for_profile
-
-    _start_vm_session(harness_profile)
-    return golden_for_profile(harness_profile)
+def prepared_guest(pytestconfig: pytest.Config, harness_profile: Profile) -> tuple[Any, str]:
+    """(what the profile's machines boot, the sensor build they run), from its guest family."""
+    return _prepare(pytestconfig, harness_profile, harness_profile.family)
 
 
 @pytest.fixture(scope="session")
-def machine_guest(request: pytest.FixtureRequest, harness_profile: Profile) -> Any:
-    """What the profile's machines boot: the reference guest, or the Windows golden image."""
-    if harness_profile.family == "windows":
-        return request.getfixturevalue("windows_golden")
-    return request.getfixturevalue("reference_guest")
+def machine_guest(prepared_guest: tuple[Any, str]) -> Any:
+    """What the profile's machines boot: the reference guest, a Windows golden image, ..."""
+    return prepared_guest[0]
 
 
 @pytest.fixture
-def vm(request: pytest.FixtureRequest, harness_profile: Profile, machine_guest: Any,
-       artifacts_dir: Path, harness_run_id: str) -> Generator[Machine, None, None]:
+def vm(request: pytest.FixtureRequest, harness_profile: Profile, prepared_guest: tuple[Any, str],
+       artifacts_dir: Path, harness_run_id: str) -> Generator[RecoverableMachine, None, None]:
     """A machine of the selected profile, not yet booted; destroyed after the test."""
-    from .vm.machine import Machine, MachineSpec
+    from .recovery import RecoverableMachine
+    from .vm.machine import MachineSpec
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    machine = Machine(MachineSpec(profile=harness_profile, guest=machine_guest, artifacts=artifacts_dir,
-                                  run_id=harness_run_id, test_id=request.node.nodeid,
-                                  slot=f"{worker}-{next(_SLOTS)}"))
+    guest, sensor = prepared_guest
+    machine = RecoverableMachine(MachineSpec(
+        profile=harness_profile, guest=guest, artifacts=artifacts_dir, run_id=harness_run_id,
+        test_id=request.node.nodeid, slot=f"{worker}-{next(_SLOTS)}", sensor=sensor))
     request.node.stash[_MACHINE] = machine
     write_atomic(artifacts_dir / "repro.txt", f"pytest {request.node.nodeid} --harness-profile "
                  f"{harness_profile.name}\n")
@@ -276,7 +277,7 @@ def _check_markers(item: pytest.Item, machines: list[Machine]) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Watch for every Machine the test makes (the vm fixture's, or its own) until teardown."""
     try:
-        from .vm.machine import watch_new_machines
+        from .vm.spec import watch_new_machines
     except ImportError:  # no libvirt-python here: no machine can be made
         return (yield)
 

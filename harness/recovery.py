@@ -10,20 +10,18 @@ script removed is kept in the test's artifacts.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .artifacts import write_atomic
+from .bad_update import bad_update_list
 from .errors import HarnessError
 from .monitor.verdict import Verdict
+from .vm.backend import RECOVERY_PATHS, RecoveryPath
+from .vm.machine import Machine
 
-if TYPE_CHECKING:
-    from .vm.machine import Machine
-
-RecoveryPath = Literal["safe-mode", "recovery-env"]
-RECOVERY_PATHS: tuple[RecoveryPath, ...] = ("safe-mode", "recovery-env")
+__all__ = ["RECOVERY_PATHS", "RecoverableMachine", "RecoveryPath", "RecoveryResult", "bad_update_list", "recover"]
 _MODE = {"safe-mode": "safe", "recovery-env": "recovery"}
 
 
@@ -55,9 +53,18 @@ class RecoveryResult:
         }
 
 
-def bad_update_list(files: dict[str, bytes]) -> list[tuple[str, str]]:
-    """(sha256, name) of each file named as the bad update, as the recovery medium lists them."""
-    return [(hashlib.sha256(data).hexdigest(), name) for name, data in sorted(files.items())]
+class RecoverableMachine(Machine):
+    """A Machine with recovery as one call (the `vm` fixture's, `harness reproduce`'s): the
+    orchestration sits here, above the machine, which knows nothing of it."""
+
+    def recover(self, path: RecoveryPath, script: Path | None = None,
+                crash_offset_s: float = 0.0) -> RecoveryResult:
+        """Bring the machine back by `path` (safe-mode or recovery-env) with the profile's script
+        (or `script`), telling it the bad update (files given with bad_update=True)."""
+        if not self.bad_update:
+            raise HarnessError("recover() needs the bad update named: install_content(..., bad_update=True) "
+                               "or put_content_online(..., bad_update=True)")
+        return recover(self, path, {n: self.delivered[n] for n in self.bad_update}, script, crash_offset_s)
 
 
 def recover(machine: Machine, path: RecoveryPath, bad_files: dict[str, bytes], script: Path | None = None,

@@ -12,19 +12,23 @@ from .artifacts import default_root, new_run_id, test_dir, write_atomic
 from .config import Profile
 from .content.files import read_content_file
 from .content.format import FILE_NAME, file_name
-from .errors import ConfigError, InfraError, InputFileError
-from .guest.linux_ref import build_reference_guest
+from .errors import InfraError, InputFileError
 from .monitor.verdict import Verdict
-from .vm.machine import Machine, MachineSpec
+from .recovery import RecoverableMachine
+from .vm.machine import MachineSpec
+from .vm.registry import family_plugin
 
 Progress = Callable[[str], None]
 
 
-def guest_file_name(path: Path) -> str:
-    """The name the sensor will see: the file's own when it is a channel file name (a
-    C-00000292-... file is then ignored by the channel-291 sensor, as it would be on a
-    real machine), else the first sequence of channel 291."""
-    return path.name if FILE_NAME.match(path.name) else file_name(291, 0, 1)
+def guest_file_name(path: Path, profile: Profile) -> str:
+    """The name the driver will see. A vendor's driver: the file's own. The sample sensor: the
+    file's own when it is a channel file name (a C-00000292-... file is then ignored by the
+    channel-291 sensor, as it would be on a real machine), else the first sequence of
+    channel 291."""
+    if profile.driver is not None or FILE_NAME.match(path.name):
+        return path.name
+    return file_name(291, 0, 1)
 
 
 @dataclass
@@ -59,7 +63,7 @@ def reproduce(content: Path, profile: Profile, sensor: str | None = None, artifa
     data = read_content_file(content)
     if recovery_script is not None and not recovery_script.is_file():
         raise InputFileError(f"{recovery_script}: no such recovery script")
-    name = guest_file_name(content)
+    name = guest_file_name(content, profile)
     guest, build = _guest(profile, sensor, say)
     run_id = new_run_id()
     root = artifacts_root or default_root()
@@ -68,7 +72,7 @@ def reproduce(content: Path, profile: Profile, sensor: str | None = None, artifa
     for attempt in (1, 2):
         directory = test_dir(root, run_id, f"reproduce-{attempt}")
         write_atomic(directory / "repro.txt", rerun + "\n")
-        machine = Machine(MachineSpec(profile=profile, guest=guest, artifacts=directory, run_id=run_id,
+        machine = RecoverableMachine(MachineSpec(profile=profile, guest=guest, artifacts=directory, run_id=run_id,
                                       test_id=f"reproduce {content.name}", slot=f"r{attempt}", sensor=build),
                           progress=say)
         try:
@@ -104,25 +108,17 @@ def reproduce(content: Path, profile: Profile, sensor: str | None = None, artifa
 
 
 def _guest(profile: Profile, sensor: str | None, say: Progress) -> tuple[Any, str]:
-    """What the profile's machines boot, and the sensor build they run: the reference guest
-    (either build), or a Windows golden image (the build installed in it)."""
-    if profile.family != "windows":
-        return build_reference_guest(progress=lambda msg: say(msg)), sensor or profile.sensor
-    from .windows.golden import golden_for_profile
-
-    golden = golden_for_profile(profile)
-    if sensor is not None and sensor != golden.sensor:
-        raise ConfigError(f"{golden.image}: the image has the {golden.sensor} sensor, not {sensor}: build an "
-                          f"image with `harness image build windows --sensor {sensor}` and point the profile at it")
-    return golden, golden.sensor
+    """What the profile's machines boot, and the sensor build they run, from its guest family
+    (the reference guest with either build; a Windows golden image with the build installed)."""
+    return family_plugin(profile.family).prepare(profile, sensor, say)
 
 
-def _recover_copy(looping: Machine, path: str, script: Path | None, root: Path, run_id: str,
+def _recover_copy(looping: RecoverableMachine, path: str, script: Path | None, root: Path, run_id: str,
                   crash_offset: float, keep: bool, say: Progress) -> dict[str, Any]:
     """Run one recovery path on a fresh copy of the looping machine's disk."""
     directory = test_dir(root, run_id, f"recover-{path}")
     spec = looping.spec
-    copy = Machine(MachineSpec(profile=spec.profile, guest=spec.guest, artifacts=directory, run_id=run_id,
+    copy = RecoverableMachine(MachineSpec(profile=spec.profile, guest=spec.guest, artifacts=directory, run_id=run_id,
                                test_id=f"{spec.test_id} recover {path}", slot=f"{path}", sensor=looping.sensor,
                                disk_from=looping.disk), progress=say)
     copy.delivered.update(looping.delivered)

@@ -22,7 +22,6 @@ from harness.vm.transport import (
     CommandTimeout,
     CrashDuringCommand,
     SshTransport,
-    machine_crash_probe,
     sftp_put_atomic,
 )
 from harness.windows.powershell import (
@@ -159,7 +158,7 @@ def test_guest_agent_runs_commands_and_delivers_content_the_sensor_loads(vm: Mac
     vm.install_content({GOOD_NAME: GOOD})
     vm.boot()
     assert vm.wait_verdict().verdict == "healthy"
-    agent = GuestAgent(vm.dom, timeout=30, crash_probe=machine_crash_probe(vm))
+    agent = GuestAgent(vm.dom, timeout=30, crash_probe=vm.crash_probe())
     waited = agent.wait_connected(timeout=30)
     agent.ping()
     agent.sync()
@@ -228,7 +227,7 @@ def test_a_session_killed_by_a_guest_crash_is_reported_as_the_crash(vm: Machine)
     vm.install_content({GOOD_NAME: GOOD})
     vm.boot()
     assert vm.wait_verdict().verdict == "healthy"
-    shell = SshTransport(vm.ssh(), timeout=30, crash_probe=machine_crash_probe(vm))
+    shell = SshTransport(vm.ssh(), timeout=30, crash_probe=vm.crash_probe())
     shell.put(CF291, f"/data/content/{BAD_NAME}")  # the online update of 04:09 UTC, by SFTP
 
     t0 = time.monotonic()

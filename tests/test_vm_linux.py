@@ -100,7 +100,7 @@ def test_an_online_update_crashes_the_running_machine_then_it_loops(vm: Machine)
 
 def test_a_guest_that_goes_silent_is_a_hang_within_its_timeout(vm: Machine) -> None:
     vm.install_content({GOOD_NAME: GOOD})
-    vm.extra_cmdline = "harness.hang=1"  # the init stops talking right after BOOT-START
+    vm.backend.extra_cmdline = "harness.hang=1"  # the init stops talking right after BOOT-START
     vm.boot()
     verdict = vm.wait_verdict(timeout=60, hang_timeout=8)
     assert verdict.verdict == "hang", verdict.one_line()

@@ -15,7 +15,7 @@ from harness.config import Profile
 from harness.errors import ConfigError
 from harness.families.windows import WindowsFamily
 from harness.monitor.monitor import Monitor
-from harness.vm import machine as machine_module
+from harness.vm import connection as connection_module
 from harness.windows import backend as windows_backend
 from harness.windows.golden import load_golden
 
@@ -38,7 +38,7 @@ def golden(tmp_path: Path, **manifest: object) -> Path:
 
 def test_the_domain_logs_hyperv_panic_line_gives_the_report_its_four_parameters(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(machine_module, "DOMAIN_LOG_DIR", tmp_path)
+    monkeypatch.setattr(connection_module, "DOMAIN_LOG_DIR", tmp_path)
     log = tmp_path / "harness-r1-gw0-1.log"
     log.write_text("2026-11-23 05:59:58.000+0000: starting up libvirt version: 9.0.0\n")
     backend = windows_backend.WindowsBackend(load_golden(golden(tmp_path)))

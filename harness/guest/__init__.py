@@ -21,7 +21,7 @@ See vm-templates/linux/README.md for the guest's boot sequence and console marke
 
 from __future__ import annotations
 
-from harness.errors import HarnessError, InfraError
+from harness.errors import DataDiskError, InfraError, RecoveryMediumError
 
 
 class GuestBuildError(InfraError):
@@ -31,15 +31,6 @@ class GuestBuildError(InfraError):
     """
 
 
-class DataDiskError(HarnessError):
-    """A per-test data disk cannot be made or read back; the message names the image."""
-
-
-class RecoveryMediumError(DataDiskError):
-    """A recovery medium cannot be made: a bad script path, file name or hash.
-
-    The message names the image (or the script) and the fix.
-    """
 
 
 # Imported after the error classes: the submodules import them from here.

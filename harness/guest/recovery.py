@@ -25,72 +25,26 @@ vm-templates/linux/README.md.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.bad_update import BAD_FILES_NAME, bad_file_entry, bad_files_text
 from harness.guest import DataDiskError, RecoveryMediumError
 from harness.guest.datadisk import _tool
 from harness.paths import VM_TEMPLATES
 
 SAMPLE_SCRIPT = VM_TEMPLATES / "linux" / "recovery" / "remove-bad-content.sh"
 SCRIPT_NAME = "recover.sh"
-BAD_FILES_NAME = "bad-files.txt"
 MEDIUM_LABEL = "harness-recov"
 MAX_SCRIPT_BYTES = 64 << 20
 
-_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MiB = 1 << 20
 
 __all__ = ["BAD_FILES_NAME", "SAMPLE_SCRIPT", "SCRIPT_NAME", "bad_file_entry",
            "build_recovery_medium"]
-
-
-def bad_file_entry(name: str, data: bytes) -> tuple[str, str]:
-    """(sha256 hex, name) of a bad file from its content: an item of `bad_files`."""
-    return hashlib.sha256(bytes(data)).hexdigest(), name
-
-
-def _check_name(image: Path, name: object) -> str:
-    if not isinstance(name, str):
-        raise RecoveryMediumError(f"{image}: a bad file's name must be a str, not {name!r}")
-    if (not name or name in (".", "..") or "/" in name or "\\" in name
-            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name) or name != name.strip()
-            or len(name.encode()) > 255):
-        raise RecoveryMediumError(
-            f"{image}: {name!r} cannot be listed in {BAD_FILES_NAME}: give the plain name of a "
-            "file in the content directory (no '/', backslash, control characters or "
-            "surrounding spaces), e.g. C-00000291-00000000-00000032.sys")
-    return name
-
-
-def _bad_files_text(image: Path, bad_files: Sequence[tuple[str | bytes, str]]) -> bytes:
-    if isinstance(bad_files, (str, bytes)) or not isinstance(bad_files, Sequence):
-        raise RecoveryMediumError(f"{image}: bad_files must be a sequence of (sha256 hex, file "
-                                  f"name) pairs, not {type(bad_files).__name__}")
-    lines = []
-    for item in bad_files:
-        if not (isinstance(item, tuple) and len(item) == 2):
-            raise RecoveryMediumError(f"{image}: {item!r} in bad_files is not a (sha256 hex, "
-                                      "file name) pair")
-        digest, name = item
-        if isinstance(name, str) and isinstance(digest, str) and _SHA256_RE.fullmatch(name) \
-                and not _SHA256_RE.fullmatch(digest):
-            raise RecoveryMediumError(f"{image}: {item!r} in bad_files looks like (name, sha256): "
-                                      "give (sha256 hex, file name), the order of the lines")
-        _check_name(image, name)
-        if isinstance(digest, (bytes, bytearray, memoryview)):
-            digest = hashlib.sha256(bytes(digest)).hexdigest()  # the file's content itself
-        if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
-            raise RecoveryMediumError(
-                f"{image}: the hash of {name} must be 64 hex digits (hashlib.sha256(data)"
-                f".hexdigest(), or bad_file_entry(name, data)), not {digest!r}")
-        lines.append(f"{digest.lower()}  {name}\n")
-    return "".join(lines).encode()
 
 
 def _script_bytes(image: Path, script: Path | str | bytes) -> bytes:
@@ -135,7 +89,7 @@ def build_recovery_medium(path: Path, script: Path | str | bytes,
     parent = path.parent
     if not parent.is_dir():
         raise RecoveryMediumError(f"{path}: directory {parent} does not exist")
-    listing = _bad_files_text(path, bad_files)
+    listing = bad_files_text(path, bad_files)
     data = _script_bytes(path, script)
     try:
         mke2fs = _tool("mke2fs", path)

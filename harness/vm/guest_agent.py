@@ -15,7 +15,7 @@ guest-sync handshake.
 Every call has a timeout; every error names the agent command that failed (and the
 guest path or program where there is one).  An agent that stops answering because the
 guest crashed is reported as the crash when a crash probe is given (see
-harness/vm/transport.py: CrashProbe, machine_crash_probe).
+harness/vm/transport.py: CrashProbe; Machine.crash_probe()).
 """
 
 from __future__ import annotations
@@ -278,14 +278,11 @@ class GuestAgent:
     def put_file(self, path: str, data: bytes, timeout: float | None = None) -> None:
         """Deliver `data` to `path` so that the file never shows half-written under its name:
         write `<path>.part`, then rename it over `path` with the guest's own tool (`mv -f`
-        on Linux; Move-Item -Force through PowerShell on Windows)."""
+        on Linux; cmd.exe's built-in `move /y` on Windows, which needs no PowerShell)."""
         part = f"{path}.part"
         self.write_file(part, data)
         if self.is_windows():
-            from ..windows.powershell import powershell_argv, ps_quote
-
-            argv = powershell_argv(f"Move-Item -LiteralPath {ps_quote(part)} -Destination {ps_quote(path)} -Force",
-                                   executable="powershell.exe")
+            argv = ["cmd.exe", "/d", "/c", "move", "/y", part, path]
         else:
             argv = ["mv", "-f", part, path]
         result = self.exec(argv[0], argv[1:], timeout=timeout)

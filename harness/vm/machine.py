@@ -17,78 +17,30 @@ import shutil
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import libvirt
 import paramiko
 
 from ..artifacts import write_atomic, write_json
-from ..config import Profile
 from ..errors import ConsoleTimeout, HarnessError, InfraError
-from ..guest.linux_ref import ReferenceGuest
 from ..monitor.monitor import Monitor
 from ..monitor.verdict import Verdict
-from ..recovery import RecoveryPath, RecoveryResult, recover
 from . import teardown
 from .accel import choose_domain_type
-from .backend import ConsolePort, GuestBackend
-from .connection import open_connection
+from .backend import ConsolePort
+from .connection import destroy_by_name, keep_domain_log, open_connection
 from .console import ConsoleBuffer, ConsoleReader
+from .crash_watch import crash_probe, crash_titles
 from .events import EventRecorder
+from .guest_agent import GuestAgent
 from .observations import Observation
+from .spec import JsonRecord, MachineSpec, make_backend, notify_new_machine
 from .ssh import CommandResult, SshSession, free_port, new_client_key
-
-if TYPE_CHECKING:
-    from .guest_agent import GuestAgent
-    from .transport import SshTransport
+from .transport import CrashProbe, SshTransport
 
 Progress = Callable[[str], None]
-DOMAIN_LOG_DIR = Path("/var/log/libvirt/qemu")  # qemu:///system's per-domain logs
 TEARDOWN_TIMEOUT_S = 120.0  # destroying a domain and removing its disks, when a caller waits
-
-
-def domain_log_path(uri: str, name: str) -> Path | None:
-    """libvirt's log of domain `name`, when it is on this machine (a local daemon); None for a
-    remote host, whose log stays there."""
-    return DOMAIN_LOG_DIR / f"{name}.log" if uri.startswith("qemu:///") else None
-
-
-@dataclass
-class MachineSpec:
-    profile: Profile
-    guest: Any  # ReferenceGuest (family linux) or harness.windows.golden.WindowsGolden
-    artifacts: Path
-    run_id: str
-    test_id: str
-    slot: str = "0"
-    content: dict[str, bytes] = field(default_factory=dict)
-    sensor: str | None = None  # overrides the profile's sensor build
-    network: bool | None = None  # overrides the profile's network
-    disk_from: Path | None = None  # start from a copy of this data disk (a looping machine's; linux)
-
-
-def make_backend(spec: MachineSpec) -> GuestBackend:
-    """The backend of the spec's guest: the Linux reference guest or a Windows golden image."""
-    if isinstance(spec.guest, ReferenceGuest):
-        from ..guest.linux_backend import LinuxBackend
-
-        return LinuxBackend(spec.guest)
-    from ..windows.backend import WindowsBackend
-
-    return WindowsBackend(spec.guest)
-
-
-_new_machine_watchers: list[Callable[[Machine], None]] = []
-
-
-def watch_new_machines(callback: Callable[[Machine], None]) -> Callable[[], None]:
-    """Call `callback` with every Machine made from now on, until the returned function is called
-    (the pytest plugin judges each machine a test touched). Only the newest watcher is told: a
-    pytest run inside a test (pytester) judges its own machines, not the outer test."""
-    _new_machine_watchers.append(callback)
-    return lambda: _new_machine_watchers.remove(callback)
 
 
 class Machine:
@@ -109,10 +61,9 @@ class Machine:
         self.client_key: paramiko.PKey | None = None
         if spec.network if spec.network is not None else self.profile.network == "user":
             self.enable_network()
-        self.extra_cmdline = ""  # appended to the guest kernel command line at the next boot (linux)
         self.delivered: dict[str, bytes] = dict(spec.content)  # every content file fed, by name
         self.bad_update: set[str] = set()  # the files recovery scripts are told to remove
-        self.recoveries: dict[str, RecoveryResult] = {}
+        self.recoveries: dict[str, JsonRecord] = {}  # recovery results by path (harness.recovery)
         self.mode = "off"  # off | normal | safe | recovery: what the running domain booted
         if spec.disk_from is not None:
             shutil.copyfile(spec.disk_from, self.disk)
@@ -132,8 +83,7 @@ class Machine:
         self._ssh: SshSession | None = None
         self._boots_started = 0
         self.closed: Future[None] | None = None  # the background teardown, once close() ran
-        if _new_machine_watchers:
-            _new_machine_watchers[-1](self)
+        notify_new_machine(self)
 
     # ------------------------------------------------------------- helpers
 
@@ -272,28 +222,15 @@ class Machine:
             "recovery": {path: r.to_json() for path, r in self.recoveries.items()},
             "serial_log": str(self.serial_log), "artifacts": str(self.artifacts)})
 
-    def recover(self, path: RecoveryPath, script: Path | None = None, crash_offset_s: float = 0.0) -> RecoveryResult:
-        """Bring the machine back by `path` (safe-mode or recovery-env) with the profile's script
-        (or `script`), telling it the bad update (files given with bad_update=True)."""
-        if not self.bad_update:
-            raise HarnessError("recover() needs the bad update named: install_content(..., bad_update=True) "
-                               "or put_content_online(..., bad_update=True)")
-        return recover(self, path, {n: self.delivered[n] for n in self.bad_update}, script, crash_offset_s)
-
     def crashes_seen(self) -> list[str]:
         """The title of every crash the monitor saw in this machine's life, whether or not a
         verdict was asked for (a crash during expect(), run(), a transport or the guest agent)."""
-        with self.cond:
-            while True:  # a report still arriving gets its grace window (bounded by the profile's)
-                now = self.now()
-                self.monitor.poll(now)
-                pending = [b.report_deadline for b in self.monitor.boots
-                           if b.crashed and not b.report_done and b.report_deadline is not None]
-                if not pending or min(pending) <= now or self.dom is None:
-                    break
-                self.cond.wait(min(min(pending) - now, self.profile.timeouts.grace) + 0.01)
-            return [boot.report.title if boot.report else "crash (its report is incomplete)"
-                    for boot in self.monitor.boots if boot.crashed]
+        return crash_titles(self.cond, self.monitor, self.now, self.profile.timeouts.grace,
+                            lambda: self.dom is not None)
+
+    def crash_probe(self) -> CrashProbe:
+        """A crash probe for a command starting now (transport.CrashProbe)."""
+        return crash_probe(self.cond, self.monitor, self.now)
 
     def wait_recovery_env(self, timeout: float | None = None, hang_timeout: float | None = None) -> tuple[str, str]:
         """Wait for a recovery-environment boot to run its script and power off."""
@@ -341,22 +278,18 @@ class Machine:
     def transport(self, timeout: float | None = None) -> SshTransport:
         """Commands and SFTP over this machine's SSH session; a crash during one raises
         CrashDuringCommand with the crash report."""
-        from .transport import SshTransport, machine_crash_probe
-
         return SshTransport(self.ssh(), timeout=timeout or self.profile.timeouts.ssh,
-                            crash_probe=machine_crash_probe(self), artifacts=self.artifacts)
+                            crash_probe=self.crash_probe(), artifacts=self.artifacts)
 
     def guest_agent(self, timeout: float = 10.0) -> GuestAgent:
         """The QEMU guest agent of the running domain (wait_connected() before the first command)."""
-        from .guest_agent import GuestAgent
-        from .transport import machine_crash_probe
-
         if self.dom is None:
             raise HarnessError(f"{self.name} is not running: boot() it first")
-        return GuestAgent(self.dom, timeout=timeout, crash_probe=machine_crash_probe(self))
+        return GuestAgent(self.dom, timeout=timeout, crash_probe=self.crash_probe())
 
     def run(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
-        return self.ssh().run(command, stdin=stdin, timeout=timeout)
+        """One command over SSH; a crash while it runs raises CrashDuringCommand with the report."""
+        return self.transport().run(command, stdin=stdin, timeout=timeout)
 
     def put_content_online(self, name: str, data: bytes, bad_update: bool = False) -> None:
         """Deliver a content update to the running guest, as the update agent would."""
@@ -407,22 +340,9 @@ class Machine:
         try:
             dom.destroy()
         except libvirt.libvirtError:
-            self._destroy_after_reconnect()
-
-    def _destroy_after_reconnect(self) -> None:
-        """The domain could not be destroyed: gone already, or our connection died with a
-        restarted libvirtd while QEMU kept running. Look it up on a new connection."""
-        try:
-            conn = open_connection(self.profile.uri)
-        except InfraError:
-            self.progress(f"{self.name}: libvirt unreachable; harness clean removes the domain later")
-            return
-        try:
-            conn.lookupByName(self.name).destroy()
-        except libvirt.libvirtError:
-            pass  # really gone
-        finally:
-            conn.close()
+            # Gone already, or our connection died with a restarted libvirtd while QEMU runs on.
+            if not destroy_by_name(self.profile.uri, self.name):
+                self.progress(f"{self.name}: libvirt unreachable; harness clean removes the domain later")
 
     def close(self, keep: bool = False, background: bool = False) -> Future[None]:
         """Destroy the domain, keep libvirt's domain log and remove the per-test disks (unless
@@ -445,23 +365,11 @@ class Machine:
                 conn.close()
             except libvirt.libvirtError:
                 pass
-        self._keep_domain_log()
+        # libvirt reuses the log file for the next domain of the same name: keep this one's.
+        keep_domain_log(self.profile.uri, self.name, self.artifacts / "domain.log")
         if not keep:
             for disk in self.backend.disks(self):
                 disk.unlink(missing_ok=True)
-
-    def _keep_domain_log(self) -> None:
-        """libvirt's log of this domain (QEMU's command line, its errors, Windows' `panic hyper-v`
-        line) copied into the artifacts as domain.log: libvirt reuses the file for the next
-        domain of the same name. Only a local host's log is readable here."""
-        source = domain_log_path(self.profile.uri, self.name)
-        if source is None:
-            return
-        try:
-            data = source.read_bytes()
-        except OSError:
-            return
-        write_atomic(self.artifacts / "domain.log", data)
 
     def serial_tail(self, chars: int = 3000) -> str:
         return self.buffer.tail(chars)

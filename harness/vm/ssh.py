@@ -61,12 +61,5 @@ class SshSession:
         assert transport is not None
         transport.set_keepalive(5)
 
-    def run(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
-        """Run one command: exit code, stdout, stderr, at most `timeout` seconds (transport.py;
-        a channel at a time, which dropbear needs)."""
-        from .transport import SshTransport
-
-        return SshTransport(self, timeout=self.timeout).run(command, stdin=stdin, timeout=timeout)
-
     def close(self) -> None:
         self.client.close()

@@ -1,6 +1,6 @@
 """Commands and files over an SSH session, for Linux and Windows guests alike.
 
-    shell = SshTransport(vm.ssh(), crash_probe=machine_crash_probe(vm))
+    shell = vm.transport()  # SshTransport(session, crash_probe=vm.crash_probe())
     shell.put(data, "/data/content/C-00000291-00000000-00000031.sys")   # SFTP, temp name + rename
     result = shell.run("cat /proc/version", timeout=10)                  # rc, stdout, stderr
     shell.get("/data/content/C-00000291-00000000-00000031.sys")          # SFTP, bytes
@@ -26,7 +26,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import paramiko
 
@@ -35,8 +35,6 @@ from ..crash.report import CrashReport
 from ..errors import CrashDetected, InfraError
 from .ssh import CommandFailed, CommandResult
 
-if TYPE_CHECKING:
-    from .machine import Machine
 
 # A crash probe: wait up to `seconds` for the machine to show a crash that began after
 # the probe was made; return its report, or None when none showed in that time.
@@ -69,36 +67,7 @@ class _HasClient(Protocol):
     client: paramiko.SSHClient
 
 
-def machine_crash_probe(machine: Machine) -> CrashProbe:
-    """A probe over a running Machine's monitor: crashes that start from now on count.
-    It waits on the machine's condition (woken by every console line and event), and for a
-    crash still being reported, until the report is whole (the monitor's grace window)."""
-    with machine.cond:
-        since = machine.now()
-
-    def probe(seconds: float) -> CrashReport | None:
-        with machine.cond:
-            deadline = machine.now() + seconds
-            while True:
-                now = machine.now()
-                machine.monitor.poll(now)
-                crashed = [b for b in machine.monitor.boots
-                           if b.crashed and b.crash_t is not None and b.crash_t >= since]
-                if crashed:
-                    boot = crashed[0]
-                    if boot.report_done or boot.report_deadline is None:
-                        return boot.report or _event_only_report()
-                    wake = boot.report_deadline  # the report is still arriving: let it finish
-                elif now >= deadline:
-                    return None
-                else:
-                    wake = deadline
-                machine.cond.wait(max(0.01, wake - now))
-
-    return probe
-
-
-def _event_only_report() -> CrashReport:
+def event_only_report() -> CrashReport:
     """A crash libvirt reported (pvpanic / Hyper-V crash MSRs) with no console text."""
     return CrashReport(title="guest panicked (hypervisor crash event, no console report)", kind="panic",
                        text="", first_line=0, last_line=0, panic=True)

@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import paramiko
 
 from ..errors import ConfigError, HarnessError
 from ..families.windows import WindowsFamily
-from ..vm.backend import ConsolePort
-from ..vm.machine import domain_log_path
+from ..vm.backend import ConsolePort, MachineView
+from ..vm.connection import domain_log_path
 from ..vm.templates import render
 from .domain import NVRAM_NAME, WINDOWS_TEMPLATE, Cdrom, create_overlay, windows_domain_values
 from .golden import WindowsGolden
 
-if TYPE_CHECKING:
-    from ..vm.machine import Machine
 
 HOST_KEY_RE = re.compile(r"HARNESS-SSH-HOSTKEY (?P<type>[\w@.-]+) (?P<key>[A-Za-z0-9+/=]+)")
 # The driver reads its content directory when it loads: reloading it is unloading and
@@ -53,13 +50,13 @@ class WindowsBackend:
 
     # ----------------------------------------------------------- disks, ports
 
-    def overlay(self, machine: Machine) -> Path:
+    def overlay(self, machine: MachineView) -> Path:
         return machine.artifacts / "disk.qcow2"
 
-    def disks(self, machine: Machine) -> tuple[Path, ...]:
+    def disks(self, machine: MachineView) -> tuple[Path, ...]:
         return (self.overlay(machine), machine.artifacts / NVRAM_NAME)
 
-    def consoles(self, machine: Machine) -> tuple[ConsolePort, ...]:
+    def consoles(self, machine: MachineView) -> tuple[ConsolePort, ...]:
         return (ConsolePort(None, machine.artifacts / "com1.log"),
                 ConsolePort("serial1", machine.artifacts / "com2.log", markers_only=True))
 
@@ -77,14 +74,14 @@ class WindowsBackend:
 
     # ------------------------------------------------------------------ boot
 
-    def prepare_first_boot(self, machine: Machine) -> None:
+    def prepare_first_boot(self, machine: MachineView) -> None:
         overlay = create_overlay(self.golden.image, self.overlay(machine))
         if machine.spec.content:
             from .offline import place_content
 
             place_content(overlay, machine.spec.content)
 
-    def domain_xml(self, machine: Machine, mode: str) -> str:
+    def domain_xml(self, machine: MachineView, mode: str) -> str:
         if mode == "safe" and self.recovery_path != "safe-mode":
             raise HarnessError("a Windows safe-mode boot is set in the machine's BCD, not by the domain: "
                                "use machine.recover('safe-mode')")
@@ -100,7 +97,7 @@ class WindowsBackend:
             nvram_from=self.golden.nvram if not nvram.exists() else None, owner_pid=machine.owner_pid)
         return render(WINDOWS_TEMPLATE, **values)
 
-    def crash_lines(self, machine: Machine) -> list[str]:
+    def crash_lines(self, machine: MachineView) -> list[str]:
         """New `panic hyper-v` lines of the domain log (libvirt writes them as QEMU reports the
         guest panic, before the CRASHED event). Empty for a remote host: its log is not here."""
         log = domain_log_path(machine.profile.uri, machine.name)
@@ -117,14 +114,14 @@ class WindowsBackend:
 
     # ------------------------------------------------------------------- ssh
 
-    def host_key(self, machine: Machine) -> Path:
+    def host_key(self, machine: MachineView) -> Path:
         """The host key this boot's startup task printed on COM2, written to the artifacts."""
         match = machine.expect_marker(HOST_KEY_RE, timeout=machine.profile.timeouts.boot)
         path = machine.artifacts / "ssh_host_key.pub"
         path.write_text(f"{match['type']} {match['key']}\n")
         return path
 
-    def put_content_online(self, machine: Machine, name: str, data: bytes) -> None:
+    def put_content_online(self, machine: MachineView, name: str, data: bytes) -> None:
         from .powershell import content_path
 
         shell = machine.transport()  # a bugcheck during the transfer is reported as the bugcheck
@@ -133,7 +130,7 @@ class WindowsBackend:
         finally:
             shell.close()
 
-    def reload_content(self, machine: Machine) -> None:
+    def reload_content(self, machine: MachineView) -> None:
         from ..vm.transport import CrashDuringCommand
         from .powershell import run_powershell
 
@@ -144,7 +141,7 @@ class WindowsBackend:
 
     # -------------------------------------------------------------- recovery
 
-    def content_listing(self, machine: Machine) -> dict[str, bytes]:
+    def content_listing(self, machine: MachineView) -> dict[str, bytes]:
         from .offline import read_content
 
         return read_content(self.overlay(machine))
@@ -154,7 +151,7 @@ class WindowsBackend:
 
         return sample_script(path)
 
-    def prepare_recovery(self, machine: Machine, path: str, workdir: Path, script: Path,
+    def prepare_recovery(self, machine: MachineView, path: str, workdir: Path, script: Path,
                          bad_update: list[tuple[str, str]]) -> None:
         from .recovery_plan import prepare_windows_recovery
 
@@ -171,7 +168,7 @@ class WindowsBackend:
         password = _read_secret(str(self.golden.manifest.get("admin_password_file") or ""), "admin_password_file")
         return (str(self.golden.manifest.get("admin_user") or "harness"), password) if password else None
 
-    def finish_recovery(self, machine: Machine, path: str) -> None:
+    def finish_recovery(self, machine: MachineView, path: str) -> None:
         from .recovery_plan import finish_windows_recovery
 
         finish_windows_recovery(self.overlay(machine), path)

@@ -44,7 +44,7 @@ from typing import Any
 
 from ..artifacts import sha256_file
 from ..errors import ConfigError, InfraError
-from ..recovery import RecoveryPath
+from ..vm.backend import RecoveryPath
 from ..vm.templates import render
 from . import bcd
 from .domain import Cdrom, windows_domain_values

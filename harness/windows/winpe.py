@@ -57,9 +57,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InfraError, InputFileError
-from ..guest import RecoveryMediumError
-from ..guest.recovery import _bad_files_text
+from ..bad_update import BAD_FILES_NAME, bad_files_text
+from ..errors import InfraError, InputFileError, RecoveryMediumError
 from ..vm.templates import TEMPLATES, render
 
 RECOVERY_DIR = TEMPLATES / "windows" / "recovery"
@@ -71,7 +70,6 @@ EFI_BOOT_IMAGES = ("efi/microsoft/boot/efisys_noprompt.bin", "efi/microsoft/boot
 WIM_MAGIC = b"MSWIM\0\0\0"
 PAYLOAD_DIR = "harness"  # X:\harness in the running WinPE
 PASSWORD_FILE = "bitlocker-recovery-password.txt"
-BAD_FILES_NAME = "bad-files.txt"
 SCRIPT_KINDS = {".cmd": "cmd", ".bat": "cmd", ".ps1": "ps1"}
 FINISH = ("shutdown", "reboot")
 VOLUME_LABEL = "HARNESS_RECOVERY"
@@ -180,7 +178,7 @@ def bad_files_listing(where: Path, bad_files: Sequence[tuple[str | bytes, str]])
     """bad-files.txt for a Windows medium: the Linux medium's "<sha256>  <name>" lines
     (checked the same way, harness/guest/recovery.py), with CRLF line ends."""
     try:
-        return _crlf(_bad_files_text(where, bad_files))
+        return _crlf(bad_files_text(where, bad_files))
     except RecoveryMediumError as exc:
         raise WinPEMediumError(str(exc)) from None
 
