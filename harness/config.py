@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from .driver import DriverSpec, parse_driver
 from .errors import ConfigError
 
 DEFAULT_PROFILE = "linux-ref"
@@ -64,6 +65,7 @@ class Profile:
     image: str = ""  # family windows: the golden qcow2 (relative paths: to the config file)
     winpe_media: str = ""  # family windows, recovery-env: the ADK's WinPE media directory or a WinPE ISO
     bitlocker_password_file: str = ""  # family windows: a file holding the BitLocker recovery password
+    driver: DriverSpec | None = None  # a vendor's driver (harness/driver.py); None: the sample sensor
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     def recovery_script(self, path: str) -> str:
@@ -143,7 +145,12 @@ def load_profiles(path: Path | None) -> dict[str, Profile]:
     for name, values in entries.items():
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: profiles.{name}: expected a mapping of settings")
+        values = dict(values)
+        driver = values.pop("driver", None)
         fields = _check_fields(Profile, values, f"profiles.{name}", source)
+        if driver is not None:
+            fields["driver"] = parse_driver(driver, fields.get("family", "linux"), f"profiles.{name}.driver",
+                                            source, path.parent)
         for key in ("safe_mode_script", "recovery_env_script"):
             if fields.get(key):  # relative to the config file, and it must exist
                 script = (path.parent / fields[key]).resolve()

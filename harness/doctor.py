@@ -49,7 +49,23 @@ def run_checks(profile: Profile) -> list[Check]:
         guest = None
     if guest is not None:
         checks.extend(_shared_path_checks(profile, [guest.kernel, guest.initrd, guest.recovery_initrd]))
+    if guest is not None and profile.driver is not None:
+        checks.append(_vendor_module_check(profile, guest.kernel_version))
     return checks
+
+
+def _vendor_module_check(profile: Profile, kernel_version: str) -> Check:
+    """A vendor's module must be built for the reference guest's kernel (its vermagic)."""
+    from .guest.vendor_module import build_hint, check_vendor_module
+
+    assert profile.driver is not None
+    module = Path(profile.driver.module)
+    try:
+        check_vendor_module(module, kernel_version, f"profile {profile.name}: driver.module")
+    except HarnessError as exc:
+        return Check("driver module", False, str(exc), build_hint(kernel_version))
+    return Check("driver module", True, f"{module} is built for {kernel_version}, the reference guest's kernel "
+                                        f"({build_hint(kernel_version)})")
 
 
 def _host_check(uri: str) -> Check:

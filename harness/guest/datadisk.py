@@ -4,6 +4,8 @@ Layout (the guest mounts it read-write at /data):
 
     content/<name>            the channel files; the sensor gets content_dir=/data/content
     harness/authorized_keys   optional: the key the harness logs in with (harness.net=1)
+    harness/driver/           optional: a vendor's driver (driver.ko, params, content_dir),
+                              loaded by the guest's init instead of the sample sensor
 
 The golden kernel and initramfs are shared and read-only; each test gets its own
 disk, made in ~10 ms with `mke2fs -d` (no mount, no root needed).  After a run,
@@ -47,7 +49,7 @@ def _check_name(image: Path, name: str) -> None:
 
 
 def build_data_disk(path: Path, files: Mapping[str, bytes], size_mib: int = 16,
-                    authorized_keys: str | None = None) -> None:
+                    authorized_keys: str | None = None, extra: Mapping[str, bytes] | None = None) -> None:
     """Make the raw ext4 image `path` with content/<name> for each of `files`.
 
     The image grows beyond `size_mib` when the files need it.  An existing file
@@ -58,7 +60,8 @@ def build_data_disk(path: Path, files: Mapping[str, bytes], size_mib: int = 16,
         _check_name(path, name)
     if size_mib < 2:
         raise DataDiskError(f"{path}: size_mib={size_mib} is too small (at least 2)")
-    payload = sum(len(data) for data in files.values()) + len(authorized_keys or "")
+    extra = extra or {}
+    payload = sum(len(data) for data in [*files.values(), *extra.values()]) + len(authorized_keys or "")
     # ext4 metadata (journal, inode tables) plus a margin for what the guest writes.
     needed = (payload * 5 // 4 + 4096 * (len(files) + 2)) // _MiB + 8
     size = max(size_mib, needed)
@@ -79,6 +82,10 @@ def build_data_disk(path: Path, files: Mapping[str, bytes], size_mib: int = 16,
             text = authorized_keys if authorized_keys.endswith("\n") else authorized_keys + "\n"
             keys.write_text(text)
             keys.chmod(0o600)
+        for relative, data in extra.items():  # e.g. harness/driver/driver.ko
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(bytes(data))
         image = Path(tmp) / "disk.img"
         argv = [mke2fs, "-q", "-t", "ext4", "-L", "harness-data", "-m", "0",
                 # Zero the inode tables and journal now (the image stays small), so the guest

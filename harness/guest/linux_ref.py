@@ -60,6 +60,7 @@ BUILDER_VERSION = "5"  # 2: the recovery initramfs; 3: lib.sh shared by both ini
 
 BASE_CMDLINE = ("console=ttyS0,115200", "loglevel=6", "panic=1", "oops=panic")
 SENSOR_BUILDS = ("vulnerable", "hardened")
+VENDOR_DRIVER = "driver"  # harness.sensor=driver: the vendor's module on the data disk
 MODES = ("normal", "safe")
 # Loaded by /init in this order (each after its dependencies).  crc32c-intel comes in
 # as ext4's soft dependency; it needs SSE4.2, so it fails (quietly) on -cpu qemu64.
@@ -136,15 +137,16 @@ class ReferenceGuest:
                 extra: str = "", *, halt: bool = False) -> str:
         """Kernel command line for one boot.
 
-        sensor: which harness_sensor.ko /init loads; mode "safe" skips the sensor;
+        sensor: which harness_sensor.ko /init loads, or "driver": a vendor's module installed on
+        the data disk (harness/driver/, see datadisk.py); mode "safe" skips the sensor;
         net: static eth0 + dropbear (needs a virtio-net NIC with QEMU user networking
         and harness/authorized_keys on the data disk); halt: power off once booted.
         mode "recovery": the line for `recovery_initrd`, i.e. recovery_cmdline(extra)
         (sensor, net and halt do not apply: no sensor, no network, it always powers off);
         a ReferenceGuest without a recovery_initrd raises ValueError for it.
         """
-        if sensor not in SENSOR_BUILDS:
-            raise ValueError(f"sensor must be one of {', '.join(SENSOR_BUILDS)}, not {sensor!r}")
+        if sensor not in (*SENSOR_BUILDS, VENDOR_DRIVER):
+            raise ValueError(f"sensor must be one of {', '.join(SENSOR_BUILDS)} or {VENDOR_DRIVER!r}, not {sensor!r}")
         if mode == "recovery":
             if self.recovery_initrd is None:
                 raise ValueError("mode 'recovery' boots the recovery initramfs, and this "

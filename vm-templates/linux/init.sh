@@ -115,10 +115,15 @@ boot() {
         say "HARNESS-BOOT-ERROR reason=mount-failed device=$DISK"
         return 1
     fi
+    vendor_content_dir
     if [ "$safemode" = 1 ]; then
         say "HARNESS-SENSOR-SKIPPED reason=safe-mode"
         safe_mode_recovery
         return 0
+    fi
+    if [ -f "$VENDOR/driver.ko" ]; then
+        load_vendor_driver
+        return
     fi
     case "$sensor" in
         vulnerable|hardened) ;;
@@ -133,6 +138,22 @@ boot() {
     if ! out=$(insmod "$ko" content_dir="$CONTENT" 2>&1); then
         say "harness-init: insmod $ko: $out"
         say "HARNESS-BOOT-ERROR reason=sensor-load-failed sensor=$sensor"
+        return 1
+    fi
+    return 0
+}
+
+# load_vendor_driver: insmod the vendor's module from the data disk with its parameters (words),
+# boot-start: right after the disk holding its content is mounted.  Its own console lines say
+# whether it is ready; a fault here panics the kernel (oops=panic).
+load_vendor_driver() {
+    params=
+    [ -f "$VENDOR/params" ] && read -r params < "$VENDOR/params"
+    say "HARNESS-DRIVER-LOAD content_dir=$CONTENT"
+    # shellcheck disable=SC2086  # the parameters are separate words (no globbing: set -f)
+    if ! out=$(insmod "$VENDOR/driver.ko" $params 2>&1); then
+        say "harness-init: insmod $VENDOR/driver.ko: $out"
+        say "HARNESS-BOOT-ERROR reason=driver-load-failed"
         return 1
     fi
     return 0
@@ -189,6 +210,7 @@ fi
 if [ "$halt" = 1 ]; then
     say "HARNESS-HALT"
     sync
+    [ "$CONTENT" != "$DATA/content" ] && umount "$CONTENT" 2>/dev/null  # a vendor driver's bind mount
     umount "$DATA" 2>/dev/null
     poweroff -f
 fi

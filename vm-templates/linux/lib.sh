@@ -11,10 +11,24 @@ set -f  # no globbing of /proc/cmdline words
 DISK=/dev/vda
 DATA=/data
 CONTENT=$DATA/content
+VENDOR=$DATA/harness/driver  # a vendor's driver installed on the data disk (harness/driver.py)
 RECOVERY_DISK=/dev/vdb
 MEDIA=/media
 RECOVERY_TIMEOUT=120
 AGENT_PORT_NAME=org.qemu.guest_agent.0
+
+# vendor_content_dir: with a vendor's driver on the data disk, the directory it reads is the
+# disk's content/, bind-mounted at the driver's own path; CONTENT (what recovery scripts are
+# told) follows it.  Without one, nothing.
+vendor_content_dir() {
+    [ -f "$VENDOR/content_dir" ] || return 0
+    read -r dir < "$VENDOR/content_dir"
+    if mkdir -p "$dir" && mount -o bind "$DATA/content" "$dir"; then
+        CONTENT=$dir
+    else
+        say "harness-init: cannot bind $DATA/content at $dir"
+    fi
+}
 
 # mount_basics: proc, sys, devtmpfs, a tmpfs /run, the mount points, and unthrottled /dev/kmsg.
 mount_basics() {

@@ -58,6 +58,7 @@ recover() {
         say "HARNESS-BOOT-ERROR reason=data-disk-read-only device=$DISK"
         return 1
     fi
+    vendor_content_dir
     if ! wait_for -b "$RECOVERY_DISK" 100; then
         say "HARNESS-BOOT-ERROR reason=no-recovery-medium device=$RECOVERY_DISK"
         return 1
@@ -78,6 +79,7 @@ recover() {
 recover
 sync
 umount "$MEDIA" 2>/dev/null
+[ "$CONTENT" != "$DATA/content" ] && umount "$CONTENT" 2>/dev/null  # a vendor driver's bind mount
 if grep -q " $DATA " /proc/mounts; then
     if ! out=$(umount "$DATA" 2>&1); then
         # Something still holds it: at least leave the file system consistent on disk.
