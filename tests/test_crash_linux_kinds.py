@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.crash.linux import (NO_FRAMES, SKIP_GROUPS, TRUNCATED, LinuxConsoleParser, is_crash_start, parse_all,
+from harness.crash.linux import (NO_FRAMES, SKIP_GROUPS, LinuxConsoleParser, is_crash_start, parse_all,
                                  parse_reports)
 from harness.families.linux import LinuxFamily
 from harness.monitor.monitor import Monitor
@@ -130,7 +130,8 @@ CASES: dict[str, tuple[str, str, str, str | None, bool]] = {
         "--------------------------------", "inconsistent {SOFTIRQ-ON-W} -> {IN-SOFTIRQ-W} usage.",
         "acmed/12 [HC0[0]:SC1[1]:HE1:SE0] takes:", "ffff8880 (&acme->lock){+.?.}-{2:2}, at: acme_timer+0x10/0x30",
         "stack backtrace:", "Call Trace:", " <IRQ>", " dump_stack_lvl+0x48/0x60", " mark_lock+0x100/0x200",
-        " _raw_spin_lock+0x30/0x40", " acme_timer+0x10/0x30", " call_timer_fn+0x20/0x100", " </IRQ>"),
+        " _raw_spin_lock+0x30/0x40", " acme_timer+0x10/0x30", " call_timer_fn+0x20/0x100", " </IRQ>", " <TASK>",
+        " acme_loop+0x10/0x20", " </TASK>"),
         "lockdep", "inconsistent lock state in acme_timer", "acme_timer", False),
     "RCU stall": (_log(
         "rcu: INFO: rcu_preempt self-detected stall on CPU", "rcu: \t0-....: (2100 ticks this GP)",
@@ -181,7 +182,7 @@ def test_each_kind_gives_its_title_function_and_fatality(name: str) -> None:
     assert len(reports) == 1, [r.title for r in reports]
     report = reports[0]
     assert (report.kind, report.title, report.function, report.fatal) == (kind, title, function, fatal)
-    assert not report.corrupted or report.corrupted_reason == TRUNCATED, report.corrupted_reason
+    assert not report.corrupted, report.corrupted_reason
     starts = [line for line in text.split("\n") if is_crash_start(line)]
     assert bool(starts) == fatal  # a finding's head is no crash start
     assert parse_reports(text) == ([report] if fatal else [])
@@ -192,6 +193,17 @@ def test_a_finding_followed_by_a_panic_is_one_fatal_report() -> None:
     (report,) = parse_reports(text)
     assert (report.kind, report.fatal, report.panic) == ("kasan", True, True)
     assert report.title == "KASAN: use-after-free Read in acme_free_list"
+
+
+def test_a_memory_leak_report_ends_at_the_first_line_that_is_not_its_own() -> None:
+    text = CASES["memory leak (kmemleak)"][0] + "\n" + _log("acme: device ready")
+    parser = LinuxConsoleParser(include_warnings=True)
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        parser.feed_line(line, number)
+    assert not parser.in_report
+    (leak,) = parser.reports()
+    assert (leak.title, leak.last_line, leak.corrupted) == ("memory leak in acme_new_ctx", len(lines) - 1, False)
 
 
 def test_findings_are_handed_out_apart_from_crashes_and_in_order() -> None:

@@ -54,9 +54,11 @@ CUT_BY_BOOT = "truncated: the next boot began before the report ended"
 TOO_LONG = "report longer than {n} lines without an end marker; cut there"
 TOO_BIG = "report longer than {n} characters without an end marker; cut there"
 CUT_BY_CRASH = "truncated: a crash report began before the warning ended"
+CUT_BY_OTHER_TEXT = "truncated: other output began before the report showed its stack"
 MAX_UNREAD_WARNINGS = 16
 
-# Reports whose body goes on after their first stack dump (other CPUs' backtraces follow).
+# Reports whose body goes on after their first stack dump (other CPUs' backtraces follow);
+# a memory leak report goes on while its lines are indented.
 _SEVERAL_STACKS = {"rcu-stall"}
 
 
@@ -106,6 +108,12 @@ class _Pending:
     other_cpus: bool = False                    # an NMI backtrace of all CPUs was asked for
     head_index: int = 0                         # where the head line is in `own`
     own_end: int | None = None                  # where a second report began in `own` (no caller ids)
+    stack_ended: bool = False                   # a report of several stacks has shown its first whole
+
+    def cut_reason(self, reason: str) -> str | None:
+        """`reason` if the report is cut while its text still matters, else None."""
+        whole = self.state is _State.TAIL or self.panic or self.stack_ended
+        return None if whole else reason
     unrelated: list[tuple[int, str, bool]] = field(default_factory=list)  # seen in TAIL
 
     def add(self, lineno: int, line: str, body: str) -> None:
@@ -189,8 +197,7 @@ class LinuxConsoleParser:
         body), and return what `reports()` would."""
         current = self._current
         if current is not None:
-            cut = current.state is _State.BODY and not current.panic
-            self._finish(TRUNCATED if cut else None)
+            self._finish(current.cut_reason(TRUNCATED))
         return self.reports()
 
     def feed_line(self, line: str, lineno: int) -> None:
@@ -204,8 +211,7 @@ class LinuxConsoleParser:
             self._open(line, opened, lineno)
             return
         if BOOT_RE.search(line):
-            cut = current.state is _State.BODY and not current.panic
-            self._finish(CUT_BY_BOOT if cut else None)
+            self._finish(current.cut_reason(CUT_BY_BOOT))
             return
         body = strip_console_prefix(line)
         if current.state is _State.BODY:
@@ -226,6 +232,14 @@ class LinuxConsoleParser:
                 (opened is not None and not NOT_A_SECOND_REPORT_RE.search(line)) or STACK_MESSAGE_RE.search(body)):
             # Without caller ids, a second report's lines cannot be told from this one's: read up to it.
             current.own_end = len(current.own)
+        if current.kind.name == "memory-leak" and len(current.lines) > 1:
+            # kmemleak prints no end: its objects are indented under "unreferenced object" lines.
+            if body and not body[0].isspace() and not body.startswith("unreferenced object"):
+                self._finish(None if current.stack_ended else CUT_BY_OTHER_TEXT)
+                self.feed_line(line, lineno)
+                return
+            if "backtrace" in body:
+                current.stack_ended = True
         if NMI_BACKTRACE_RE.search(body):
             current.other_cpus = True
         current.add(lineno, line, body)
@@ -239,9 +253,11 @@ class LinuxConsoleParser:
             current.expects_end_trace = True
         elif current.kind.ends_with_rule and RULE_RE.match(body) and len(current.lines) > 2:
             current.state = _State.TAIL
-        elif END_OF_STACK_RE.match(body) and not current.expects_end_trace \
-                and current.kind.name not in _SEVERAL_STACKS and not current.kind.ends_with_rule:
-            current.state = _State.TAIL
+        elif END_OF_STACK_RE.match(body) and not current.expects_end_trace and not current.kind.ends_with_rule:
+            if current.kind.name in _SEVERAL_STACKS:
+                current.stack_ended = True  # other CPUs' stacks may follow: read on, but it is whole
+            else:
+                current.state = _State.TAIL
         if self._current is current and len(current.lines) >= self.max_report_lines:
             self._finish(TOO_LONG.format(n=self.max_report_lines))
         elif self._current is current and current.chars >= self.max_report_chars:
