@@ -10,6 +10,7 @@ or into the venv's site-packages.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness.paths import CONTENT_FIXTURES, REPO_ROOT
+from harness.testing import skip_or_fail
 
 pytestmark = pytest.mark.vm
 
@@ -93,6 +95,8 @@ def _run(args: list[str | Path], cwd: Path, env: dict[str, str], timeout: float)
 
 
 def test_installed_wheel_runs_a_vendor_project(tmp_path: Path, reference_guest: object) -> None:
+    if importlib.util.find_spec("wheel") is None:  # setuptools < 70.1 builds wheels with it
+        skip_or_fail("the wheel package is missing: pip install wheel (in the test extra: make setup)")
     wheels, venv, vendor = tmp_path / "wheels", tmp_path / "venv", tmp_path / "vendor-project"
     source = _copy_source(tmp_path / "source")
     build = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
