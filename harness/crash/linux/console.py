@@ -17,9 +17,11 @@ from .kinds import HEAD_WORDS
 TIMESTAMP_RE = re.compile(r"\[\s*\d+\.\d+\](?:\[\s*[CT]\d+\])? ?")
 _CALLER_RE = re.compile(r"\[\s*\d+\.\d+\]\[\s*(?P<id>[CT]\d+)\]")
 # A report head at the start of a line's message: the line's start, or right after a
-# timestamp or caller id, a login prompt, a log level or a `2018/01/09 14:28:48 ` date;
-# old lockdep puts its heads in `[ ... ]`.
-HEAD_RE = re.compile(r"(?:^|\[\s*\d+\.\d+\] |\[\s*[CT]\d+\] |login: |^<\d>|^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )"
+# timestamp or caller id, a login prompt, a log level or a `2018/01/09 14:28:48 ` date,
+# or KASAN's GPF hint that 4.x printed with no newline before the fault; old lockdep puts
+# its heads in `[ ... ]`.
+HEAD_RE = re.compile(r"(?:^|\[\s*\d+\.\d+\] |\[\s*[CT]\d+\] |login: |^<\d>|^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
+                     r"|kasan: GPF could be caused by NULL-ptr deref or user memory access)"
                      r"\s*(?:\[ )?(?P<head>" + HEAD_WORDS + ")")
 # Words every head has: a line without any of them opens no report (one cheap search on
 # each console line before HEAD_RE, which is three times slower).

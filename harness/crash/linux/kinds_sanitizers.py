@@ -31,7 +31,7 @@ SANITIZER_KINDS: tuple[Kind, ...] = (
     k("kmsan", r"BUG: KMSAN: (?P<what>[a-z-]+) in", "KMSAN: {what} in {f}", locate="frames",
       skip=("alloc_skb", "netlink_ack", "netlink_rcv_skb", r"_encrypt$", r"^(?:crypto|cipher|drbg|rng)_"),
       **_SANITIZER),
-    k("kcsan", r"BUG: KCSAN: (?P<what>[a-z-]+ in (?P<hf>[A-Za-z0-9_]+).*)", "KCSAN: {what}", locate="head",
+    k("kcsan", r"BUG: KCSAN: (?P<what>.*? in (?P<hf>[A-Za-z0-9_]+).*)", "KCSAN: {what}", locate="head",
       **_SANITIZER),
     k("kcsan", r"BUG: KCSAN: (?P<what>.*)", "KCSAN: {what}", locate="none", **_SANITIZER),
     k("kfence", r"BUG: KFENCE: (?P<what>use-after-free|out-of-bounds) (?P<rw>read|write) in " + _FUNC,
