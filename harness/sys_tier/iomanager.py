@@ -46,8 +46,6 @@ class IoManagerModel:
         k.hook("ntoskrnl", "ObfReferenceObject", 1, self._reference)
         k.hook("ntoskrnl", "ObfDereferenceObject", 1, self._dereference)
         k.hook("ntoskrnl", "ObDereferenceObjectDeferDelete", 1, self._dereference_defer)
-        k.hook("ntoskrnl", "ExDeleteResourceLite", 1, lambda a: STATUS_SUCCESS)
-        k.hook("ntoskrnl", "KeLeaveCriticalRegion", 0, lambda a: None)
 
     def _register(self, a: list[int], boot: bool) -> None:
         self.calls.append("IoRegisterBootDriverReinitialization" if boot else "IoRegisterDriverReinitialization")

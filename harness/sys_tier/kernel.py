@@ -78,29 +78,43 @@ class Kernel:
         self.image_size: int = self.module.image_size
         self.bugcheck: Bugcheck | None = None
         self.api_calls: list[str] = []
+        self.handlers: dict[tuple[str, str], tuple[int, API]] = {}
+        self.import_hook: Any = None
+        _removable_code_hook(self.emu)
 
     # ------------------------------------------------------------------ hooks
 
     def hook(self, module: str, name: str, argc: int, fn: API) -> None:
-        """Route `module!name` to `fn(args)`; its return value goes to RAX (None: void)."""
+        """Route `module!name` to `fn(args)`; its return value goes to RAX (None: void).
 
-        def callback(_emu: Any, _api: str, _orig: Any, argv: list[int]) -> int | None:
-            self.api_calls.append(name)
-            if self.bugcheck is not None:
+        The call reaches `fn` through the image's import table (imports.bind_imports patches it
+        to a stub page) and, for a routine found another way, through speakeasy's API hooks."""
+        self.handlers[(module.lower(), name)] = (argc, fn)
+
+        def callback(_emu: Any, _api: str, _orig: Any, _argv: list[int]) -> int | None:
+            result = self.dispatch(name, argc, fn)
+            if result is None and self.bugcheck is not None:
                 self.emu.stop()
-                return 0
-            try:
-                try:
-                    return fn(self.args(argc))
-                except BadPointer as bad:
-                    # the kernel routine faults on the driver's pointer: Windows stops the same way
-                    caller = self.u64(self.emu.reg_read("rsp"))
-                    self.stop_with(page_fault(bad.address, bad.access, caller))
-            except StopEmulation:
-                self.emu.stop()
-            return 0
+            return result
 
         self.se.add_api_hook(callback, module, name, argc=argc)
+
+    def dispatch(self, name: str, argc: int, fn: API) -> int | None:
+        """Run one hooked kernel routine; a stop (bugcheck) is recorded and emulation ends."""
+        self.api_calls.append(name)
+        if self.bugcheck is not None:
+            self.emu.stop()
+            return 0
+        try:
+            try:
+                return fn(self.args(argc))
+            except BadPointer as bad:
+                # the kernel routine faults on the driver's pointer: Windows stops the same way
+                caller = self.u64(self.emu.reg_read("rsp"))
+                self.stop_with(page_fault(bad.address, bad.access, caller))
+        except StopEmulation:
+            self.emu.stop()
+        return None
 
     def args(self, count: int) -> list[int]:
         """The first `count` arguments of the call being hooked (x64: RCX, RDX, R8, R9, stack)."""
@@ -207,3 +221,35 @@ class Kernel:
         returned = error is None and value is not None and self.bugcheck is None
         return CallResult(returned=returned, value=None if value is None else int(value) & 0xFFFFFFFF,
                           error=error, pc=pc)
+
+
+def _removable_code_hook(emu: Any) -> None:
+    """Make speakeasy's transient per-instruction hook go away when it is disabled.
+
+    speakeasy enables a code hook to finish a run or an API call and then only flags it
+    disabled: unicorn still calls into Python before every instruction, a callback per
+    instruction for the rest of the emulation (6 million calls, 4 s, for a 770 KB file).
+    Here disabling it removes it from unicorn; the next enable adds a new one.
+    """
+    from speakeasy import common
+
+    def enable() -> None:
+        if emu.tmp_code_hook is None:
+            emu.tmp_code_hook = emu.add_code_hook(cb=emu._hook_code_core)
+        emu.tmp_code_hook.enable()
+
+    def disable() -> None:
+        hook = emu.tmp_code_hook
+        if hook is None:
+            return
+        hook.disable()
+        emu.tmp_code_hook = None
+        hooks = emu.hooks.get(common.HOOK_CODE, [])
+        if hook in hooks:
+            hooks.remove(hook)
+        from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
+
+        uclib.uc_hook_del(emu.emu_eng.emu._uch, uc_hook_h(hook.handle))
+
+    emu.enable_code_hook = enable
+    emu.disable_code_hook = disable

@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .bugcheck import SYSTEM_PTE_MISUSE, Bugcheck
+from .bugcheck import BAD_POOL_CALLER, SYSTEM_PTE_MISUSE, Bugcheck
 from .kernel import PAGE, Kernel
 
 ALIAS_BASE = 0x00000A0000000000
@@ -31,6 +31,9 @@ MDL_BYTE_COUNT = 0x28
 POOL_FLAG_UNINITIALIZED = 0x2
 POOL_FLAG_NON_PAGED = 0x40
 POOL_FLAG_PAGED = 0x100
+POOL_BASE = 0x00000C0000000000  # the pool arena, a low alias too
+POOL_CHUNK = 16 * 1024 * 1024
+POOL_HEADER = 16
 
 
 def _tag(value: int) -> str:
@@ -63,6 +66,8 @@ class MemoryModel:
     mdls: dict[int, Mdl] = field(default_factory=dict)
     pool: dict[int, str] = field(default_factory=dict)
     next_alias: int = ALIAS_BASE
+    arena_next: int = 0
+    arena_end: int = 0
 
     def install(self) -> None:
         k = self.kernel
@@ -159,20 +164,36 @@ class MemoryModel:
         return self._pool_alloc(a[1], a[2], zero=False)
 
     def _pool_alloc(self, size: int, tag: int, *, zero: bool) -> int:
+        """A block of the pool arena: 16-byte aligned, a 16-byte header's gap in front of each
+        (as POOL_HEADER), never reused.  speakeasy's own pool walks every mapping on each
+        allocation and free, which made a file of 60,000 criteria take minutes."""
         if not size or size > 0x7FFFFFFF:
             return 0
-        addr = int(self.kernel.emu.pool_alloc(0, size, _tag(tag)))
-        if zero:
-            self.kernel.write(addr, bytes(size))
+        need = POOL_HEADER + ((size + 15) & ~15)
+        if self.arena_next + need > self.arena_end:
+            chunk = max(POOL_CHUNK, (need + PAGE - 1) & ~(PAGE - 1))
+            base = self.arena_end if self.arena_end else POOL_BASE
+            self.kernel.emu.mem_map(chunk, base=base, tag="harness.pool")
+            self.arena_next, self.arena_end = base, base + chunk
+        addr = self.arena_next + POOL_HEADER
+        self.arena_next += need
+        if not zero:  # fresh pages are zero; make "uninitialised" visibly so
+            self.kernel.write(addr, b"\xcd" * size)
         self.pool[addr] = _tag(tag)
         return addr
 
     def _free_pool(self, a: list[int]) -> None:
         addr = a[0]
-        if addr in self.pool:
-            del self.pool[addr]
+        if addr in self.mdls:
+            self.pool.pop(addr, None)
             self.mdls.pop(addr, None)
             self.kernel.emu.mem_free(addr)
+        elif addr in self.pool:
+            del self.pool[addr]
+        else:
+            # BAD_POOL_CALLER 0x7: a block that is not allocated (freed twice, or never pool)
+            self.kernel.stop_with(Bugcheck(BAD_POOL_CALLER, (0x7, 0, 0, addr),
+                                           f"free of {addr:#x}, which is not an allocated pool block"))
 
     # ----------------------------------------------------------------- reports
 

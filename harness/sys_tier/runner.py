@@ -25,6 +25,8 @@ from .bugcheck import (DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, Bu
 from .console import Console
 from .filesystem import FileSystemModel
 from .fltmgr import FltMgrModel
+from .executive import ExecutiveModel
+from .imports import bind_imports
 from .iomanager import IoManagerModel
 from .kernel import CallResult, Kernel
 from .memory import MemoryModel
@@ -102,8 +104,10 @@ class Runner:
         self.fs = FileSystemModel(self.k, f"\\SystemRoot\\System32\\drivers\\{vendor}", content_dir)
         self.flt = FltMgrModel(self.k)
         self.io = IoManagerModel(self.k, booted=not boot_start)
-        for model in (self.console, self.memory, self.fs, self.flt, self.io):
+        self.executive = ExecutiveModel(self.k)
+        for model in (self.console, self.memory, self.fs, self.flt, self.io, self.executive):
             model.install()
+        bind_imports(self.k, sys_path)
         self.steps: list[Step] = []
         self.stop: Stop | None = None
         self.instances: dict[str, str] = {}
@@ -129,7 +133,8 @@ class Runner:
             if res is not None:
                 reservation = {"tag": res.tag, "base": f"{res.base:#x}", "size": res.size,
                                "mapped": res.mapped}
-        leaks = [] if self.stop else self.memory.leaks() + self.fs.leaks() + self.flt.leaks()
+        leaks = [] if self.stop else (self.memory.leaks() + self.fs.leaks() + self.flt.leaks()
+                                          + self.executive.leaks())
         return SysRun(self.sys_path, self.console.flush(), self.steps, self.stop, list(self.fs.reads),
                       self.flt.registration_json(self.symbols.name), self.flt.registration_error,
                       self.instances, leaks, region, reservation, self.image_unloaded,
