@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,25 @@ class HarnessRun:
     artifacts: str
     events: list[dict[str, Any]]
     vcpu_s: float | None = None  # CPU seconds of QEMU's vCPU thread at the verdict (guest paused)
+    exec_s: float | None = None  # createXML called -> libvirt starts QEMU ("starting up" in domain.log)
     cpu_cgroup: str | None = None  # QEMU's cgroup in the cpu controller's hierarchy
+
+
+def qemu_started_wall(domain_log: Path) -> float | None:
+    """The wall-clock time (ms resolution) at which libvirt started QEMU: the first line of its
+    domain log, "2026-12-03 06:51:47.531+0000: starting up libvirt version: ..."."""
+    try:
+        with domain_log.open(errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    stamp, _, rest = first.partition(": ")
+    if not rest.startswith("starting up"):
+        return None
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
+    except ValueError:
+        return None
 
 
 def run_harness(setup: Setup, cleanup: Cleanup, slot: str, content: dict[str, bytes], threshold: int,
@@ -100,6 +119,8 @@ def run_harness(setup: Setup, cleanup: Cleanup, slot: str, content: dict[str, by
     if events_file.exists():
         events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
     marks = REC.marks
+    started = qemu_started_wall(directory / "domain.log")
+    exec_s = started - marks["create_begin_wall"] if started and "create_begin_wall" in marks else None
     return HarnessRun(
         verdict=verdict.verdict if verdict else "-", reason=verdict.reason if verdict else "",
         boots=verdict.boots if verdict else 0, crashing_boots=verdict.crashing_boots if verdict else 0,
@@ -108,7 +129,8 @@ def run_harness(setup: Setup, cleanup: Cleanup, slot: str, content: dict[str, by
         ctor_s=t_ctor - t0, install_s=t_inst - t_ctor,
         create_begin_s=marks.get("create_begin", t0) - t0, create_end_s=marks.get("create_end", t0) - t0,
         boot_return_s=t_boot - t0, banners=banners, panics=panics, teardown_s=teardown,
-        artifacts=str(directory), events=events, vcpu_s=vcpu if wait else None, cpu_cgroup=cgroup)
+        artifacts=str(directory), events=events, vcpu_s=vcpu if wait else None, cpu_cgroup=cgroup,
+        exec_s=exec_s)
 
 
 def warm_up(setup: Setup, cleanup: Cleanup, disk: Path | None) -> None:

@@ -73,6 +73,7 @@ class _TimedConnect(libvirt.virConnect):
     def createXML(self, xmlDesc: str, flags: int = 0) -> libvirt.virDomain:  # noqa: N802,N803
         t = time.monotonic()
         REC.mark("create_begin", t)
+        REC.mark("create_begin_wall", time.time())  # against the wall-clock stamps of libvirt's domain log
         try:
             dom = super().createXML(xmlDesc, flags)
         finally:

@@ -61,6 +61,8 @@ def breakdown(raws: list[c.RawRun], runs: list[c.HarnessRun], starts: list[float
     start = med(starts)
     create = med([r.create_end_s - r.create_begin_s for r in runs])
     libvirt_own = None if create is None or start is None else create - start
+    before_exec = med([r.exec_s for r in runs if r.exec_s is not None])
+    after_exec = None if libvirt_own is None or before_exec is None else libvirt_own - before_exec
     raw_banner = med([r.banners[0] - start for r in r_ok]) if start is not None else None
     h_banner = med([r.banners[0] - r.boot_return_s for r in h])
     raw_guest = med([r.panics[0] - r.banners[0] for r in r_ok if r.panics])
@@ -78,6 +80,9 @@ def breakdown(raws: list[c.RawRun], runs: list[c.HarnessRun], starts: list[float
         ["setup before createXML (Machine(), content, disk, XML, connect)", "-", f(setup), _diff(0.0, setup)],
         ["libvirt's own part of createXML (createXML - QEMU's start)", "-", f(libvirt_own),
          _diff(0.0, libvirt_own)],
+        ["  before it starts QEMU (domain.log's 'starting up' line)", "-", f(before_exec), _diff(0.0, before_exec)],
+        ["  after, beyond QEMU's own start (handshake, cgroups, QMP set-up)", "-", f(after_exec),
+         _diff(0.0, after_exec)],
         ["QEMU's own start (spawn -> machine built, paused; measured apart)", f(start), f(start), "+0.000 s"],
         ["after createXML (events, console, resume)", "-", f(after), _diff(0.0, after)],
         ["QEMU start/resume -> kernel banner (firmware, early kernel)", f(raw_banner), f(h_banner),
