@@ -40,6 +40,12 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_triage)
 
+    p = groups.add_parser("bundle", help="one archive of a run's artifacts to send back (disk images and "
+                          "secrets left out, listed in its MANIFEST.txt)")
+    p.add_argument("artifacts", type=Path, help="a run's artifacts directory (artifacts/<run id>) or any part of it")
+    p.add_argument("-o", "--output", type=Path, help="the archive (default: <dir>-bundle-<time>.tar.gz beside it)")
+    p.set_defaults(run=cmd_bundle)
+
     guest = groups.add_parser("guest", help="guest images")
     sub = guest.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser("build", help="build (or find cached) the Linux reference guest")
@@ -154,3 +160,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             problems += 1
             print(f"       fix: {check.fix}")
     return 1 if problems else 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from .bundle import bundle
+
+    out, kept, skipped = bundle(args.artifacts, args.output)
+    for name, why in skipped:
+        print(f"left out {name}: {why}", file=sys.stderr)
+    print(f"{out}: {len(kept)} file(s), {len(skipped)} left out (listed in MANIFEST.txt)")
+    return 0
