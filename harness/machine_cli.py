@@ -37,6 +37,9 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--family", choices=("auto", "linux", "windows"), default="auto",
                    help="guest family of the log (default: detected from the text)")
     p.add_argument("--boot-loop-threshold", type=int, default=2)
+    p.add_argument("--config", type=Path, help="YAML file with profiles (with --profile: a vendor driver's "
+                   "ready and rejected lines judge the log)")
+    p.add_argument("--profile", help="the profile the log's machine ran (default linux-ref: the sample sensor)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_triage)
 
@@ -101,7 +104,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_triage(args: argparse.Namespace) -> int:
     from .triage import triage_files
 
-    result = triage_files(args.log, args.domain_log, args.boot_loop_threshold, args.family)
+    driver = select_profile(args.config, args.profile).driver if args.config or args.profile else None
+    result = triage_files(args.log, args.domain_log, args.boot_loop_threshold, args.family, driver)
     verdict = result.verdict
     if args.json:
         out: dict[str, Any] = {"log": str(result.log) if result.log else None}

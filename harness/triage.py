@@ -24,6 +24,7 @@ from typing import Any
 
 from .crash.report import CrashReport
 from .crash.windows import fuse_reports, parse_domain_log
+from .driver import DriverSpec
 from .errors import InputFileError
 from .families.linux import LinuxFamily
 from .families.windows import WindowsFamily
@@ -150,10 +151,11 @@ class _ReportList:
 
 
 def _monitor_verdict(family: str, lines: Iterable[str], boot_loop_threshold: int,
-                     listing: _ReportList | None = None) -> Verdict:
+                     listing: _ReportList | None = None, driver: DriverSpec | None = None) -> Verdict:
     """The verdict a console log implies. Lines carry no times, so each counts as one tick.
-    With `listing` (Linux), every report the monitor's parser completes is listed there too."""
-    linux = LinuxFamily(on_report=listing.add if listing is not None else None)
+    With `listing` (Linux), every report the monitor's parser completes is listed there too.
+    `driver`: a vendor's driver, whose own lines say ready and rejected (default: the sample's)."""
+    linux = LinuxFamily(on_report=listing.add if listing is not None else None, driver=driver)
     chosen = WindowsFamily() if family == "windows" else linux
     monitor = Monitor(chosen, boot_loop_threshold=boot_loop_threshold, grace_s=float("inf"))
     count = 0
@@ -174,10 +176,11 @@ def report_summary(report: CrashReport) -> dict[str, Any]:
 
 
 def triage_text(text: str, boot_loop_threshold: int = 2, family: str = "auto",
-                domain_log: str | None = None, listing: _ReportList | None = None) -> Verdict:
+                domain_log: str | None = None, listing: _ReportList | None = None,
+                driver: DriverSpec | None = None) -> Verdict:
     """The verdict a console log implies (with `domain_log`, fused with its Hyper-V panics)."""
     chosen = detect_family(text) if family == "auto" else family
-    verdict = _monitor_verdict(chosen, iter_lines(text), boot_loop_threshold, listing)
+    verdict = _monitor_verdict(chosen, iter_lines(text), boot_loop_threshold, listing, driver)
     if domain_log is None:
         return verdict
     return fuse_verdict(verdict, parse_domain_log(domain_log))
@@ -263,9 +266,10 @@ class Triage:
 
 
 def triage_files(log: Path | None, domain_log: Path | None = None, boot_loop_threshold: int = 2,
-                 family: str = "auto") -> Triage:
+                 family: str = "auto", driver: DriverSpec | None = None) -> Triage:
     """Triage a console log, a libvirt domain log, or both.  A domain log given as the
-    console log (`harness triage qemu/win.log`) is read as a domain log."""
+    console log (`harness triage qemu/win.log`) is read as a domain log. `driver`: the
+    profile's vendor driver, whose own lines say ready and rejected."""
     if log is None and domain_log is None:
         raise InputFileError("give a serial log, a libvirt domain log (--domain-log), or both")
     if log is not None and domain_log is None and family in ("auto", "linux"):
@@ -273,7 +277,7 @@ def triage_files(log: Path | None, domain_log: Path | None = None, boot_loop_thr
         if not domain and (family == "linux" or detected == "linux"):
             # A Linux console log is judged line by line from the file, never held whole.
             listing = _ReportList()
-            verdict = _monitor_verdict("linux", file_lines(log), boot_loop_threshold, listing)
+            verdict = _monitor_verdict("linux", file_lines(log), boot_loop_threshold, listing, driver)
             return Triage(verdict, "linux", log, None, listing.listed, listing.omitted)
     text = read_log(log) if log is not None else None
     domain_text = read_log(domain_log) if domain_log is not None else None
@@ -288,7 +292,7 @@ def triage_files(log: Path | None, domain_log: Path | None = None, boot_loop_thr
         return Triage(verdict, "windows", None, domain_log, [report_summary(r) for r in verdict.crashes])
     chosen = family if family != "auto" else ("windows" if domain_text is not None else detect_family(text))
     listing = _ReportList()
-    verdict = triage_text(text, boot_loop_threshold, chosen, domain_text, listing)
+    verdict = triage_text(text, boot_loop_threshold, chosen, domain_text, listing, driver)
     if chosen == "linux":
         return Triage(verdict, chosen, log, domain_log, listing.listed, listing.omitted)
     return Triage(verdict, chosen, log, domain_log, [report_summary(r) for r in verdict.crashes])

@@ -72,6 +72,10 @@ def test_a_refused_file_is_content_rejected_with_the_drivers_reason(acme: Path, 
     verdict = json.loads((Path(report["artifacts"]) / "verdict.json").read_text())
     [rejected] = verdict["boot_log"][-1]["rejected"]
     assert rejected["file"] == "20-update.rules" and rejected["reason"].startswith("bad checksum")
+    # The saved log says the same, judged with the profile's driver.
+    proc = run_harness("triage", report["serial_log"], "--config", acme, "--profile", "acme", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["verdict"] == "content-rejected"
 
 
 def test_a_crashing_file_loops_in_the_drivers_own_function_and_both_paths_recover(
