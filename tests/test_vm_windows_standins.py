@@ -9,9 +9,11 @@ and REBOOT events, and takes the STOP code from the EMS record when one was prin
 
 The two boot loops run through the pytest plugin's `vm` fixture (an inner pytest
 session with a harness.yaml profile), as a user's test would; the others through
-`Machine`. Measured here under TCG, 2 shared cores: one stand-in boot takes about
-9 s (5 s of it the shell's startup.nsh countdown), a two-boot loop is judged about
-20 s after the start, a whole inner session takes about 25 s.
+`Machine`. Measured here under TCG on 2 cores shared with other runs: one stand-in
+boot takes 9-12 s from reset to its crash (5 s of it the shell's startup.nsh
+countdown, about 4 s OVMF before its first BdsDxe line), a two-boot loop is judged
+21-24 s after the start (the reset loop 3 s later: no crash event ends its report's
+grace window), an inner pytest session takes 26-35 s, this whole file about 2 min.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ and libvirt's CRASHED and REBOOT events.
 * `HANG_SILENT`: the shell waits for a key (`pause -q`, idle) and prints nothing.
 * `HEALTHY` and `BUGCHECK_0X50`: the same with the SAC banner (SAC enriches).
 
-Each boot costs about 9 s here under TCG, 5 s of it the shell's startup.nsh
+Each boot costs 9-12 s here under TCG, 5 s of it the shell's startup.nsh
 countdown (`Press ESC in 5 seconds`), which only a key press or the shell's own
 command line would shorten.
 

@@ -2,7 +2,10 @@
 
 The monitor knows no guest; a family tells it which lines start a boot, mark
 the driver loaded or skipped, reject a content file, complete the boot, and
-which parser turns crash text into a report.
+which parser turns crash text into a report. A family whose OS may crash before
+it prints anything (Windows) also names the firmware's line of every boot and
+asks for libvirt's reset and crash events to end boots (`firmware_boot`,
+`resets_end_boots`, `untold_crash`).
 """
 
 from __future__ import annotations
