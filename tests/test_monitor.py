@@ -219,6 +219,23 @@ def test_a_windows_crash_with_only_the_pvpanic_write_is_a_crash_whose_bugcheck_i
     assert "lifecycle:crashed:panicked" in verdict.crash.text
 
 
+def test_a_windows_bugcheck_told_only_by_the_domain_logs_hyper_v_line_has_its_stop_code_and_parameters() -> None:
+    """KVM with the Hyper-V crash MSRs, no EMS: at the CRASHED event Machine feeds the domain
+    log's `panic hyper-v` line (WindowsBackend.crash_lines) before the event itself."""
+    hyperv = ("2026-12-03 07:00:00.000+0000: panic hyper-v: arg1='0x50', arg2='0xffff9c8e0000008a', "
+              "arg3='0x0', arg4='0xfffff8012345678a', arg5='0x2'")
+    monitor = windows_monitor()
+    t = 0.0
+    for _ in range(2):
+        t = feed(monitor, FIRMWARE, t + 1)
+        monitor.observe_line(hyperv, t + 1)
+        t = crash_and_restart(monitor, t + 1)
+    verdict = monitor.decide(t, hang_timeout=60)
+    assert verdict is not None and verdict.verdict == "boot-loop" and verdict.boots == 2, verdict
+    assert verdict.crash is not None and verdict.crash.title == "PAGE_FAULT_IN_NONPAGED_AREA (0x50)"
+    assert verdict.crash.parameters[0] == "0xffff9c8e0000008a" and verdict.crash.address == "0xffff9c8e0000008a"
+
+
 def test_a_windows_bugcheck_that_resets_the_machine_itself_is_counted_from_the_reboot_events() -> None:
     """AutoReboot without a crash device (no pvpanic driver, no Hyper-V crash MSRs under TCG):
     the EMS record, then a guest reset; no CRASHED event at all."""
