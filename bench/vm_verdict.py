@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,32 @@ def loop_latency(run: c.HarnessRun) -> float | None:
     if len(crashed) < 2 or not verdict:
         return None
     return verdict[0] - crashed[1]
+
+
+_STAMP = re.compile(r"^\[\s*(\d+\.\d+)\] (.*)")
+_REPORT_START = ("BUG: ", "Oops: ", "general protection fault")
+
+
+def guest_clock(log: Path) -> tuple[float | None, float | None]:
+    """From a serial log, the guest's own printk times (seconds since its kernel started) of the
+    first line of the crash report and of the panic line: the guest's view, without the time
+    the console takes to deliver a line to the reader."""
+    report = panic = None
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None, None
+    for line in lines:
+        m = _STAMP.match(line.strip("\r"))
+        if not m:
+            continue
+        t, text = float(m.group(1)), m.group(2)
+        if report is None and text.startswith(_REPORT_START):
+            report = t
+        if c.PANIC in text:
+            panic = t
+            break
+    return report, panic
 
 
 def _diff(a: float | None, b: float | None) -> str:
@@ -72,6 +99,12 @@ def breakdown(raws: list[c.RawRun], runs: list[c.HarnessRun], starts: list[float
     raw_wait = med([r.panics[0] - start - r.vcpu_s for r in r_ok if r.vcpu_s is not None and r.panics]) \
         if start is not None else None
     h_wait = med([r.panics[0] - r.boot_return_s - r.vcpu_s for r in h if r.vcpu_s is not None])
+    raw_clock = [guest_clock(Path(r.log)) for r in r_ok]
+    h_clock = [guest_clock(Path(r.artifacts) / "serial.log") for r in h]
+    raw_gpanic = med([p for _, p in raw_clock if p is not None])
+    h_gpanic = med([p for _, p in h_clock if p is not None])
+    raw_report = med([p - b for b, p in raw_clock if b is not None and p is not None])
+    h_report = med([p - b for b, p in h_clock if b is not None and p is not None])
     setup = med([r.create_begin_s for r in runs])
     after = med([r.boot_return_s - r.create_end_s for r in runs])
     judge = med([r.total_s - r.panics[0] for r in h])
@@ -90,6 +123,9 @@ def breakdown(raws: list[c.RawRun], runs: list[c.HarnessRun], starts: list[float
         ["kernel banner -> panic line (guest)", f(raw_guest), f(h_guest), _diff(raw_guest, h_guest)],
         ["  vCPU thread's CPU time, whole boot to the panic", f(raw_vcpu), f(h_vcpu), _diff(raw_vcpu, h_vcpu)],
         ["  vCPU not running (boot wall time - its CPU time)", f(raw_wait), f(h_wait), _diff(raw_wait, h_wait)],
+        ["  guest clock at the panic line (printk time)", f(raw_gpanic), f(h_gpanic), _diff(raw_gpanic, h_gpanic)],
+        ["  crash report on COM1, 1st line -> panic line (guest clock)", f(raw_report), f(h_report),
+         _diff(raw_report, h_report)],
         ["panic line -> verdict (monitor)", "-", f(judge), _diff(0.0, judge)],
         ["total (median of totals)", f(raw_total), f(h_total), _diff(raw_total, h_total)],
     ]
