@@ -242,12 +242,41 @@ def test_a_routine_queued_past_the_unload_of_its_image_is_bugcheck_0xce(
     assert (run.stop.step, run.stop.function) == ("boot driver reinitialization", "hs_boot_reinit")
 
 
-def test_a_driver_that_runs_away_stops_as_hang_naming_the_function(drivers: dict[str, Path]) -> None:
+def _endless_image(drivers: dict[str, Path], tmp_path: Path, function: str) -> Path:
+    """A copy of the hardened image whose `function` starts with `jmp $` (EB FE)."""
+    import pefile
+
+    source = drivers["hardened"]
+    symbols = {parts[2]: int(parts[0], 16) for parts in
+               (line.split() for line in source.with_suffix(".syms").read_text().splitlines()) if len(parts) == 3}
+    pe = pefile.PE(str(source), fast_load=True)
+    offset = pe.get_offset_from_rva(symbols[function] - pe.OPTIONAL_HEADER.ImageBase)
+    image = bytearray(source.read_bytes())
+    image[offset:offset + 2] = b"\xeb\xfe"
+    patched = tmp_path / "harnessflt.sys"
+    patched.write_bytes(bytes(image))
+    for suffix in (".map", ".syms"):
+        shutil.copy(source.with_suffix(suffix), patched.with_suffix(suffix))
+    return patched
+
+
+@pytest.mark.parametrize("budget", [{"max_instructions": 2_000_000}, {"max_instructions": -1, "timeout_s": 1.0}],
+                         ids=["instructions", "time"])
+def test_a_driver_that_runs_away_stops_as_hang_naming_the_function(
+        drivers: dict[str, Path], tmp_path: Path, budget: dict[str, Any]) -> None:
+    looping = _endless_image(drivers, tmp_path, "hs_boot_reinit")
+    report = sys_check(CONTENT_FIXTURES / "good.sys", "hardened", driver=looping, **budget)
+    assert report["outcome"] == "hang"
+    assert report["hang"] == {"step": "boot driver reinitialization", "function": "hs_boot_reinit",
+                              "location": "harnessflt.sys!hs_boot_reinit+0x0"}
+    assert report["bugcheck"] is None and report["crash"] is None
+
+
+def test_a_budget_too_small_for_the_work_is_a_hang_inside_it(drivers: dict[str, Path]) -> None:
     report = sys_check(CONTENT_FIXTURES / "good.sys", "vulnerable", max_instructions=20_000)
     assert report["outcome"] == "hang"
     assert report["hang"]["step"] == "boot driver reinitialization"
     assert report["hang"]["function"].startswith(("hs_", "chf_"))
-    assert report["bugcheck"] is None
 
 
 # ------------------------------------------------------------------ the command line

@@ -19,6 +19,11 @@ from typing import Any
 from ..errors import InfraError
 from .bugcheck import Bugcheck, page_fault
 
+try:
+    from unicorn import x86_const as X86
+except ImportError:  # reported by Kernel() with the fix
+    X86 = None
+
 API = Callable[[list[int]], int | None]
 
 # speakeasy logs every API call and every fault at INFO/ERROR: the report says what matters.
@@ -26,6 +31,8 @@ for _name in ("speakeasy", "speakeasy.windows", "speakeasy.winenv"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 PAGE = 0x1000
+_ARG_REGS = () if X86 is None else (X86.UC_X86_REG_RCX, X86.UC_X86_REG_RDX, X86.UC_X86_REG_R8, X86.UC_X86_REG_R9)
+_RSP = 0 if X86 is None else X86.UC_X86_REG_RSP
 STATUS_SUCCESS = 0
 
 
@@ -80,7 +87,8 @@ class Kernel:
         self.api_calls: list[str] = []
         self.handlers: dict[tuple[str, str], tuple[int, API]] = {}
         self.import_hook: Any = None
-        _removable_code_hook(self.emu)
+        self.uc = self.emu.emu_eng.emu  # the unicorn machine itself, for the hot paths
+        _narrow_code_hook(self.emu)
 
     # ------------------------------------------------------------------ hooks
 
@@ -118,11 +126,12 @@ class Kernel:
 
     def args(self, count: int) -> list[int]:
         """The first `count` arguments of the call being hooked (x64: RCX, RDX, R8, R9, stack)."""
-        regs = [self.emu.reg_read(r) for r in ("rcx", "rdx", "r8", "r9")]
-        sp = self.emu.reg_read("rsp")  # the return address is at [rsp], home space above it
-        values = regs[:count]
-        for i in range(4, count):
-            values.append(self.u64(sp + 8 + 8 * i))
+        if not count:
+            return []
+        values = list(self.uc.reg_read_batch(_ARG_REGS[:min(count, 4)]))
+        if count > 4:
+            sp = self.uc.reg_read(_RSP)  # the return address is at [rsp], home space above it
+            values += struct.unpack(f"<{count - 4}Q", self.read(sp + 0x28, 8 * (count - 4)))
         return values
 
     def stop_with(self, bugcheck: Bugcheck) -> None:
@@ -223,33 +232,19 @@ class Kernel:
                           error=error, pc=pc)
 
 
-def _removable_code_hook(emu: Any) -> None:
-    """Make speakeasy's transient per-instruction hook go away when it is disabled.
 
-    speakeasy enables a code hook to finish a run or an API call and then only flags it
-    disabled: unicorn still calls into Python before every instruction, a callback per
-    instruction for the rest of the emulation (6 million calls, 4 s, for a 770 KB file).
-    Here disabling it removes it from unicorn; the next enable adds a new one.
+def _narrow_code_hook(emu: Any) -> None:
+    """Confine speakeasy's transient per-instruction hook to its reserved page.
+
+    speakeasy enables a code hook to finish a run (at its return address) and then only flags
+    it disabled: unicorn still calls into Python before every instruction of the driver for the
+    rest of the emulation (6 million calls, 4 s, for a 770 KB file).  Made here first, over the
+    reserved range that holds the return address, it fires only there.  What it also does
+    elsewhere (SEH dispatch, unmapping a fault's stand-in page, data imports) is not used: a
+    fault ends the run, exceptions are not dispatched, the driver imports no data.
     """
-    from speakeasy import common
+    from speakeasy.windows import common as wincommon
 
-    def enable() -> None:
-        if emu.tmp_code_hook is None:
-            emu.tmp_code_hook = emu.add_code_hook(cb=emu._hook_code_core)
-        emu.tmp_code_hook.enable()
-
-    def disable() -> None:
-        hook = emu.tmp_code_hook
-        if hook is None:
-            return
-        hook.disable()
-        emu.tmp_code_hook = None
-        hooks = emu.hooks.get(common.HOOK_CODE, [])
-        if hook in hooks:
-            hooks.remove(hook)
-        from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
-
-        uclib.uc_hook_del(emu.emu_eng.emu._uch, uc_hook_h(hook.handle))
-
-    emu.enable_code_hook = enable
-    emu.disable_code_hook = disable
+    emu.tmp_code_hook = emu.add_code_hook(cb=emu._hook_code_core, begin=wincommon.EMU_RESERVED,
+                                          end=wincommon.EMU_RESERVED_END)
+    emu.tmp_code_hook.disable()
