@@ -24,6 +24,7 @@ from harness.errors import InputFileError
 from harness.paths import CONTENT_FIXTURES
 
 from .conftest import require_tool, run_harness
+from .test_spec_outcomes import ROWS as SPEC_ROWS
 from .test_windows_driver_pe import BUILD_DIR, BUILDS, TOOLCHAIN_FIX, make
 
 ROWS = yaml.safe_load((CONTENT_FIXTURES / "expected.yaml").read_text())["fixtures"]
@@ -110,6 +111,19 @@ def test_host_and_sys_tiers_agree_on_every_fixture(zygotes: dict[str, Any], row:
         assert emulated["marker"] == {"build": build, "files": "1",
                                       "loaded": "1" if host.outcome == "loaded" else "0",
                                       "rejected": "1" if host.outcome == "rejected" else "0"}
+
+
+@pytest.mark.parametrize("spec_row", SPEC_ROWS, ids=[row[0] for row in SPEC_ROWS])
+def test_files_written_from_the_spec_give_its_outcome_and_bugcheck_0x50(
+        zygotes: dict[str, Any], spec_row: tuple[str, bytes, str, str], tmp_path: Path) -> None:
+    """The spec's outcome table, files built with struct (tests/test_spec_outcomes.py)."""
+    _name, data, vulnerable, hardened = spec_row
+    path = tmp_path / "C-00000291-00000000-00000291.sys"
+    path.write_bytes(data)
+    for build, expected in (("vulnerable", vulnerable), ("hardened", hardened)):
+        report = sys_check(path, build, zygote=zygotes[build])
+        assert report["outcome"] == expected, report["reason"]
+        assert (report["bugcheck"] or {}).get("code") == ("0x50" if expected == "crash" else None)
 
 
 def test_a_reused_setup_gives_what_a_fresh_machine_gives(zygotes: dict[str, Any]) -> None:
