@@ -203,6 +203,20 @@ def test_a_content_folder_is_listed_in_pages_and_loaded_in_sequence_order(driver
     assert run.leaks == []
 
 
+def test_a_listing_returned_one_entry_at_a_time_loads_the_same(drivers: dict[str, Path], tmp_path: Path) -> None:
+    """NT may return fewer entries than fit; the driver must go on until STATUS_NO_MORE_FILES."""
+    from harness.sys_tier.check import run_folder
+
+    good = (CONTENT_FIXTURES / "good.sys").read_bytes()
+    folder = content_dir(tmp_path, {f"C-00000291-00000000-{n:08d}.sys": good for n in range(1, 6)})
+    runs = {n: run_folder(folder, "vulnerable", listing_entries=n) for n in (1, 64)}
+    for run in runs.values():
+        assert run.stop is None and "HARNESS-SENSOR-LOADED build=vulnerable files=5 loaded=5 rejected=0" in run.console
+    calls = {n: next(s for s in run.steps if s.name == "boot driver reinitialization").calls.count("ZwQueryDirectoryFile")
+             for n, run in runs.items()}
+    assert calls == {1: 8, 64: 2}  # ".", "..", 5 files, then NO_MORE_FILES; or one page, then NO_MORE_FILES
+
+
 # ------------------------------------------------------------- boot and unload
 
 

@@ -92,7 +92,7 @@ class Runner:
     def __init__(self, sys_path: Path, content_dir: Path, *, boot_start: bool = True,
                  unload_before_boot_reinit: bool = False, vendor: str = VENDOR_DIR,
                  max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, listing_entries: int = 3) -> None:
         self.sys_path = sys_path
         self.boot_start = boot_start
         self.unload_early = unload_before_boot_reinit
@@ -101,7 +101,8 @@ class Runner:
         self.symbols = Symbols.for_image(sys_path, IMAGE_BASE, self.k.base)
         self.console = Console(self.k)
         self.memory = MemoryModel(self.k)
-        self.fs = FileSystemModel(self.k, f"\\SystemRoot\\System32\\drivers\\{vendor}", content_dir)
+        self.fs = FileSystemModel(self.k, f"\\SystemRoot\\System32\\drivers\\{vendor}", content_dir,
+                                  page_entries=listing_entries)
         self.flt = FltMgrModel(self.k)
         self.io = IoManagerModel(self.k, booted=not boot_start)
         self.executive = ExecutiveModel(self.k)
