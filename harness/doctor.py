@@ -36,7 +36,7 @@ def run_checks(profile: Profile) -> list[Check]:
     for build in ("vulnerable", "hardened"):
         ko = DRIVERS_BUILD / "linux" / build / "harness_sensor.ko"
         checks.append(Check(f"sensor module ({build})", ko.exists(), str(ko) if ko.exists() else "not built",
-                            "make -C drivers linux"))
+                            'make -C "$(python3 -m harness.paths)" linux'))
     try:
         from .guest.linux_ref import cached_reference_guest
 
