@@ -356,11 +356,24 @@ def test_bad_input_is_one_line_and_exit_2(drivers: dict[str, Path], tmp_path: Pa
                      str(tmp_path), "is a directory")
 
 
-def test_a_missing_build_names_the_make_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_or_stale_build_names_the_make_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import harness.sys_tier.check as check
 
-    monkeypatch.setattr(check, "DRIVERS_BUILD", tmp_path)
+    monkeypatch.setattr(check, "DRIVERS_BUILD", tmp_path / "build")
     with pytest.raises(InputFileError, match=r"harnessflt.sys: the hardened driver is not built: "
                                              r"build it with `make -C drivers windows`"):
         check.driver_path("hardened")
+    image = tmp_path / "build" / "windows" / "hardened" / "harnessflt.sys"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"MZ")
+    source = tmp_path / "windows" / "harnessflt.c"
+    source.parent.mkdir()
+    source.write_text("/* edited after the build */\n")
+    os.utime(image, (1, 1))
+    monkeypatch.setattr(check, "DRIVERS", tmp_path)
+    with pytest.raises(InputFileError, match=r"older than .*harnessflt\.c: the hardened driver is stale: "
+                                             r"build it with `make -C drivers windows`"):
+        check.driver_path("hardened")
+    os.utime(image)
+    assert check.driver_path("hardened") == image
     assert shutil.which("make")  # the fix it names is a command this host has

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..content.files import read_content_file
 from ..errors import InputFileError
-from ..paths import DRIVERS_BUILD, INSTALLED
+from ..paths import DRIVERS, DRIVERS_BUILD, INSTALLED
 from .report import verdict
 from .runner import Runner
 from .zygote import Zygote
@@ -35,7 +35,21 @@ def driver_path(build: str) -> Path:
     path = DRIVERS_BUILD / "windows" / build / "harnessflt.sys"
     if not path.is_file():
         raise InputFileError(f"{path}: the {build} driver is not built: {BUILD_FIX}")
+    built = path.stat().st_mtime
+    newer = [src for src in _driver_sources() if src.stat().st_mtime > built]
+    if newer:  # judging yesterday's image would say nothing about today's source
+        raise InputFileError(f"{path}: older than {newer[0]}: the {build} driver is stale: {BUILD_FIX}")
     return path
+
+
+def _driver_sources() -> list[Path]:
+    """What the image is built from: the Windows driver's code and the shared interpreter."""
+    found: list[Path] = []
+    for folder in (DRIVERS / "windows", DRIVERS / "common"):
+        if folder.is_dir():
+            found += sorted(p for p in folder.iterdir()
+                            if p.is_file() and (p.suffix in (".c", ".h", ".def") or p.name == "Makefile"))
+    return found
 
 
 def check_driver_image(path: Path) -> None:
