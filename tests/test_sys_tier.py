@@ -230,6 +230,22 @@ def test_a_boot_start_reads_content_after_the_boot_devices_started(drivers: dict
     assert report["console"][0].startswith("harness_sensor: boot start (build=hardened)")
 
 
+def test_either_order_of_the_two_reinitialization_queues_loads_once_and_lets_go(
+        drivers: dict[str, Path], tmp_path: Path) -> None:
+    """Which queue Windows runs first during boot was not seen here: the driver must not care."""
+    from harness.sys_tier.check import run_folder
+
+    folder = content_dir(tmp_path, {"C-00000291-00000000-00000001.sys": (CONTENT_FIXTURES / "good.sys").read_bytes()})
+    for first in (False, True):
+        run = run_folder(folder, "hardened", boot_queue_first=first)
+        assert run.stop is None
+        assert sum("loaded (6 instances)" in line for line in run.console) == 1
+        queues = [s.name for s in run.steps if "reinitialization" in s.name]
+        assert queues == (["boot driver reinitialization", "driver reinitialization"] if first else
+                          ["driver reinitialization", "boot driver reinitialization"])
+        assert run.image_unloaded and run.leaks == []
+
+
 def test_a_load_after_boot_reads_content_at_once(drivers: dict[str, Path]) -> None:
     report = sys_check(CONTENT_FIXTURES / "good.sys", "vulnerable", boot_start=False)
     assert report["outcome"] == "loaded"

@@ -144,6 +144,7 @@ static struct {
 	volatile LONG routines;	/* queued reinitialization routines not yet run */
 	volatile LONG content_pending; /* the one content load has not run yet */
 	volatile LONG unloaded;	/* a mandatory unload came first: do nothing */
+	volatile LONG boot_reinit_ran;
 } g;
 
 DRIVER_INITIALIZE DriverEntry;
@@ -740,6 +741,7 @@ static VOID NTAPI hs_boot_reinit(PDRIVER_OBJECT driver, PVOID context, ULONG cou
 	UNREFERENCED_PARAMETER(driver);
 	UNREFERENCED_PARAMETER(context);
 	UNREFERENCED_PARAMETER(count);
+	InterlockedExchange(&g.boot_reinit_ran, 1);
 	hs_routine_done(TRUE);
 }
 
@@ -758,9 +760,11 @@ static VOID NTAPI hs_reinit(PDRIVER_OBJECT driver, PVOID context, ULONG count)
 	UNREFERENCED_PARAMETER(context);
 	UNREFERENCED_PARAMETER(count);
 	after_boot = IoGetBootDiskInformation(&boot_disk, sizeof(boot_disk)) == STATUS_TOO_LATE;
-	if (after_boot) /* the boot queue has been run already: ours never will */
+	/* After boot the boot queue has been run already: ours never will (unless
+	 * it already ran, in whichever order Windows runs the two queues). */
+	if (after_boot && !g.boot_reinit_ran)
 		InterlockedDecrement(&g.routines);
-	if (!g.unloaded) {
+	if (!g.unloaded && g.content_pending) {
 		if (after_boot)
 			hs_log(HS_PREFIX "started after boot (build=%s): reading content now\n",
 			       CHF_BUILD_NAME);

@@ -92,10 +92,12 @@ class Runner:
     def __init__(self, sys_path: Path, content_dir: Path, *, boot_start: bool = True,
                  unload_before_boot_reinit: bool = False, vendor: str = VENDOR_DIR,
                  max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, listing_entries: int = 3) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, listing_entries: int = 3,
+                 boot_queue_first: bool = False) -> None:
         self.sys_path = sys_path
         self.boot_start = boot_start
         self.unload_early = unload_before_boot_reinit
+        self.boot_queue_first = boot_queue_first  # the other order of the two queues during boot
         self.k = Kernel(sys_path, timeout_s=timeout_s, max_instructions=max_instructions)
         self.timeout_s = timeout_s
         self.symbols = Symbols.for_image(sys_path, IMAGE_BASE, self.k.base)
@@ -148,10 +150,8 @@ class Runner:
             return
         if result.value is not None and result.value & 0x80000000:
             return  # DriverEntry failed: the I/O manager unloads the image, nothing else runs
-        for r in self.io.take(boot=False):
-            r.count += 1
-            if not self._call("driver reinitialization", r.routine, [driver, r.context, r.count]):
-                return
+        if not self.boot_queue_first and not self._driver_queue(driver):
+            return
         if self.boot_start:
             if self.unload_early and not self._unload(mandatory=True):
                 return
@@ -162,9 +162,12 @@ class Runner:
                 r.count += 1
                 if not self._call("boot driver reinitialization", r.routine, [driver, r.context, r.count]):
                     return
-            self.io.booted = True
-            if self.filter_unloaded and self.io.extra_references <= 0:
-                self.image_unloaded = True  # the last reference went with the routine (deferred delete)
+            self.io.booted = not self.boot_queue_first
+        if self.boot_queue_first and not self._driver_queue(driver):
+            return
+        self.io.booted = True
+        if self.filter_unloaded and self.io.extra_references <= 0:
+            self.image_unloaded = True  # the last reference went with the routine (deferred delete)
         if self.filter_unloaded or self.flt.registration is None or not self.flt.started:
             return
         if not self._instance_setup():
@@ -179,6 +182,16 @@ class Runner:
                 if not self._call("pre-create (IRP_MJ_CREATE_NAMED_PIPE)", pre, [data, related, context]):
                     return
         self._unload(mandatory=False)
+
+    def _driver_queue(self, driver: int) -> bool:
+        for r in self.io.take(boot=False):
+            if self.image_unloaded:
+                self._call_into_unloaded_image("driver reinitialization", r.routine)
+                return False
+            r.count += 1
+            if not self._call("driver reinitialization", r.routine, [driver, r.context, r.count]):
+                return False
+        return True
 
     def _instance_setup(self) -> bool:
         assert self.flt.registration is not None
