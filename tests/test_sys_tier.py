@@ -304,6 +304,23 @@ def _endless_image(drivers: dict[str, Path], tmp_path: Path, function: str) -> P
     return patched
 
 
+def test_what_unload_leaves_behind_is_reported(drivers: dict[str, Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leak check's own test: with ZwClose and FltReleaseFileNameInformation doing nothing,
+    the handles and the name information the driver let go of are still counted as held."""
+    from harness.sys_tier.check import run_folder
+    from harness.sys_tier.filesystem import FileSystemModel
+    from harness.sys_tier.fltmgr import FltMgrModel
+
+    monkeypatch.setattr(FileSystemModel, "_close", lambda self, a: 0)
+    monkeypatch.setattr(FltMgrModel, "_release_name", lambda self, a: None)
+    folder = content_dir(tmp_path, {"C-00000291-00000000-00000001.sys": (CONTENT_FIXTURES / "good.sys").read_bytes()})
+    leaks = run_folder(folder, "hardened").leaks
+    assert sum(leak.startswith("handle ") for leak in leaks) == 2  # the directory and the file
+    assert any("(C-00000291-00000000-00000001.sys) not closed" in leak for leak in leaks)
+    assert "FLT_FILE_NAME_INFORMATION for \\Device\\NamedPipe\\harness-synthetic not released" in leaks
+
+
 @pytest.mark.parametrize("budget", [{"max_instructions": 2_000_000}, {"max_instructions": -1, "timeout_s": 1.0}],
                          ids=["instructions", "time"])
 def test_a_driver_that_runs_away_stops_as_hang_naming_the_function(
