@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import ConfigError
 
+SAMPLE_MODULE = "harness_sensor"  # the sample sensor's Linux module (drivers/linux)
 LINUX_KEYS = ("module", "params", "content_dir", "ready", "rejected")
 WINDOWS_KEYS = ("inf", "sys", "service", "content_dir", "ready", "rejected")
 
@@ -104,3 +105,8 @@ def parse_driver(values: Any, family: str, where: str, source: str, base: Path) 
 
 def _keys(family: str) -> tuple[str, ...]:
     return WINDOWS_KEYS if family == "windows" else LINUX_KEYS
+
+
+def driver_module(driver: DriverSpec | None) -> str:
+    """The kernel module name of a profile's driver: the vendor's, or the sample sensor's."""
+    return driver.module_name if driver is not None else SAMPLE_MODULE

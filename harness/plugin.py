@@ -28,6 +28,7 @@ import pytest
 
 from .artifacts import default_root, new_run_id, test_dir, write_atomic
 from .config import Profile, select_profile
+from .driver import driver_module
 from .testing import skip_or_fail
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "expect_recovery(*paths): the test's VM loops, and recovery by each path (safe-mode, recovery-env) "
         "must bring it back healthy",
         "destructive: the test breaks its VM on purpose (never reuse it)",
+        "expect_finding: the test's VM may report non-fatal kernel findings (WARNING, leak ...) in the "
+        "driver's own module; without it such a finding fails the test",
         "vm: boots real VMs through libvirt (skipped without libvirt/QEMU, except under CI=true)",
         "family(name): the test's story is for guests of this family (linux, windows); it is deselected "
         "when the selected profile is of another family",
@@ -266,6 +269,11 @@ def _check_markers(item: pytest.Item, machines: list[Machine]) -> None:
     if crashes and not expects_crash:
         judged = next((v.one_line() for v in verdicts if v.crash is not None), None)
         pytest.fail(f"unexpected crash: {judged or crashes[0]} {where}", pytrace=False)
+    # A WARNING, a leak ... in the driver's own module, on a machine that kept running: a bug
+    # all the same, unless the test says it expects one.
+    own = [f for m in machines for f in m.findings_seen() if f.module == driver_module(m.profile.driver)]
+    if own and not item.get_closest_marker("expect_finding"):
+        pytest.fail(f"finding in the driver: {own[0].title} ({len(own)} in all) {where}", pytrace=False)
     for path in (recovery.args if recovery else ()):
         result = recoveries.get(path)
         if result is None or result.result != "recovered":
@@ -325,6 +333,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif seen := machine.crashes_seen():  # seen during expect(), run() ..., never judged
         item.user_properties.append(("crash_title", seen[0]))
         item.config.stash[_CRASHES].append((item.nodeid, "crash", seen[0]))
+    for finding in machine.findings_seen():  # non-fatal: listed with the crashes
+        item.config.stash[_CRASHES].append((item.nodeid, "finding", finding.title))
     for path, result in machine.recoveries.items():
         item.user_properties.append((f"recovery_{path}", result.result))
     if report.failed:

@@ -330,3 +330,40 @@ def test_linux_boots_are_still_counted_from_the_kernel_banner_only() -> None:
     verdict = monitor.decide(t + 0.5, hang_timeout=30)
     assert verdict is None and len(monitor.boots) == 2  # two crashing boots of three
     assert all(b.opened_by in ("start", "banner") for b in monitor.boots)
+
+
+WARNING_IN_SENSOR = [
+    "------------[ cut here ]------------",
+    "WARNING: CPU: 0 PID: 88 at drivers/linux/harness_sensor.c:120 chf_load_file+0x5c/0x90 [harness_sensor]",
+    "Modules linked in: harness_sensor(OE+)",
+    "RIP: 0010:chf_load_file+0x5c/0x90 [harness_sensor]",
+    "Call Trace:",
+    " <TASK>",
+    " chf_load_dir+0x40/0x90 [harness_sensor]",
+    " do_one_initcall+0x59/0x220",
+    " </TASK>",
+    "---[ end trace 0000000000000000 ]---",
+]
+
+
+def test_a_warning_on_a_machine_that_keeps_running_is_a_finding_not_a_crash() -> None:
+    """Non-fatal reports ride along with the verdict: healthy stays healthy, the WARNING is
+    listed as a finding, titled after the driver's function."""
+    monitor = Monitor(LinuxFamily())
+    t = feed(monitor, HEALTHY[:2] + WARNING_IN_SENSOR + HEALTHY[2:], 0.0)
+    verdict = monitor.decide(t + 0.5, hang_timeout=30)
+    assert verdict is not None and verdict.verdict == "healthy" and verdict.crash is None
+    [finding] = verdict.findings
+    assert finding.title == "WARNING in chf_load_file" and finding.module == "harness_sensor"
+    assert not finding.fatal
+    assert verdict.to_json()["findings"][0]["title"] == "WARNING in chf_load_file"
+
+
+def test_a_finding_seen_whole_is_told_when_the_monitor_judges_even_with_nothing_after_it() -> None:
+    """The WARNING's end was the last line: judging settles it (a panic could still have joined
+    it, and nothing came)."""
+    monitor = Monitor(LinuxFamily())
+    t = feed(monitor, HEALTHY + WARNING_IN_SENSOR, 0.0)
+    verdict = monitor.decide(t + 0.5, hang_timeout=30)
+    assert verdict is not None and verdict.verdict == "healthy"
+    assert [f.title for f in verdict.findings] == ["WARNING in chf_load_file"]

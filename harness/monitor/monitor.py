@@ -40,6 +40,7 @@ from ..families import Family
 from .verdict import BootSummary, Verdict, VerdictName
 
 MAX_LISTED = 256  # loaded / rejected files kept per boot (a guest may print such lines forever)
+MAX_FINDINGS = 16  # non-fatal reports kept per boot (each may hold a long report); the rest are counted
 
 
 @dataclass
@@ -62,6 +63,8 @@ class Boot:
     ssh_ready: bool = False
     error: str | None = None
     recovery_rc: int | None = None  # exit status of a recovery script run in this boot
+    findings: list[CrashReport] = field(default_factory=list)  # non-fatal reports (WARNING, leak ...)
+    findings_dropped: int = 0  # past MAX_FINDINGS
     opened_by: str = "start"  # what opened this boot: start, banner, firmware, crash
     firmware: bool = False  # the firmware's boot line was seen (families with `firmware_boot`)
     ended: bool = False  # a reset or a crash event ended it: the next boot's signs open another
@@ -205,6 +208,8 @@ class Monitor:
         return following
 
     def _collect(self, boot: Boot) -> None:
+        for finding in self.parser.findings():  # a WARNING, a leak ...: the machine runs on
+            self._keep_finding(boot, finding)
         for report in self.parser.reports():
             if boot.report is None or boot.untold:  # the text's report replaces an untold one
                 boot.report = report
@@ -212,11 +217,20 @@ class Monitor:
                 boot.crashed = True
                 boot.report_done = True
 
+    @staticmethod
+    def _keep_finding(boot: Boot, finding: CrashReport) -> None:
+        if len(boot.findings) < MAX_FINDINGS:
+            boot.findings.append(finding)
+        else:
+            boot.findings_dropped += 1
+
     def _finish_report(self, boot: Boot) -> None:
         if boot.crashed and not boot.report_done:
             for report in self.parser.flush():
                 if boot.report is None:
                     boot.report = report
+            for finding in self.parser.findings():
+                self._keep_finding(boot, finding)
             untold = self.markers.untold_crash
             if boot.report is None and boot.crashed_event and untold is not None:
                 boot.report = untold(boot.crash_event or "lifecycle:crashed", self.lineno)
@@ -316,9 +330,13 @@ class Monitor:
         return None
 
     def _verdict(self, name: VerdictName, reason: str, now: float) -> Verdict:
+        if self.boots:  # a WARNING seen whole is a finding now, whatever may follow it
+            self.parser.settle()
+            self._collect(self.boots[-1])
         boots = self.window()
         reports = [b.report for b in boots if b.report is not None]
         return Verdict(verdict=name, reason=reason, boots=len(boots),
                        crashing_boots=sum(1 for b in boots if b.crashed), elapsed_s=now - self.window_t,
                        crash=reports[0] if reports else None, crashes=reports,
+                       findings=[f for b in boots for f in b.findings],
                        boot_log=[b.summary() for b in boots], events=dict(self.events))

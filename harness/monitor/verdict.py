@@ -40,6 +40,7 @@ class Verdict:
     elapsed_s: float
     crash: CrashReport | None = None  # the first crash of the window
     crashes: list[CrashReport] = field(default_factory=list)
+    findings: list[CrashReport] = field(default_factory=list)  # non-fatal reports: the machine ran on
     boot_log: list[BootSummary] = field(default_factory=list)
     events: dict[str, int] = field(default_factory=dict)
 
@@ -53,6 +54,7 @@ class Verdict:
             "crashing_boots": self.crashing_boots, "elapsed_s": round(self.elapsed_s, 3),
             "crash": self.crash.to_json() if self.crash else None,
             "crashes": [c.to_json() for c in self.crashes],
+            "findings": [f.to_json() for f in self.findings],
             "boot_log": [b.to_json() for b in self.boot_log],
             "events": self.events,
         }

@@ -23,6 +23,7 @@ import libvirt
 import paramiko
 
 from ..artifacts import write_atomic, write_json
+from ..crash.report import CrashReport
 from ..errors import ConsoleTimeout, HarnessError, InfraError
 from ..monitor.monitor import Monitor
 from ..monitor.verdict import Verdict
@@ -227,6 +228,11 @@ class Machine:
         verdict was asked for (a crash during expect(), run(), a transport or the guest agent)."""
         return crash_titles(self.cond, self.monitor, self.now, self.profile.timeouts.grace,
                             lambda: self.dom is not None)
+
+    def findings_seen(self) -> list[CrashReport]:
+        """Every non-fatal report (a WARNING, a leak ...) the monitor saw in this machine's life."""
+        with self.cond:
+            return [finding for boot in self.monitor.boots for finding in boot.findings]
 
     def crash_probe(self) -> CrashProbe:
         """A crash probe for a command starting now (transport.CrashProbe)."""

@@ -192,6 +192,15 @@ class LinuxConsoleParser:
 
     warnings = findings  # the name the first callers used
 
+    def settle(self) -> None:
+        """Finish a finding whose end was seen and that only waits, in its tail, for a panic
+        that may still join it: the caller is judging now (a WARNING on a machine that keeps
+        running must not wait for the next report to be told)."""
+        current = self._current
+        if current is not None and current.state is _State.TAIL and not current.panic \
+                and not current.kind.fatal:
+            self._finish(None)
+
     def flush(self) -> list[CrashReport]:
         """Finish the open report, if any (corrupted as truncated while still in its
         body), and return what `reports()` would."""

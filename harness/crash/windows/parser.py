@@ -84,6 +84,13 @@ class WindowsConsoleParser:
         done, self._reports = self._reports, []
         return done
 
+    def settle(self) -> None:
+        """Nothing to settle: every Windows report is a bugcheck."""
+
+    def findings(self) -> list[CrashReport]:
+        """Non-fatal reports: a bugcheck always stops Windows, so there are none."""
+        return []
+
     def flush(self) -> list[CrashReport]:
         """Finish the open report, if any, and return every report not handed out yet."""
         if self._current is not None:
