@@ -107,7 +107,7 @@ def answer_files(plan: AnswerPlan, sensor_sys: Path, sensor_inf: Path, certifica
     for src, name in ((sensor_sys, "harnessflt.sys"), (sensor_inf, "harnessflt.inf"),
                       (certificate, "harness-test-signing.cer")):
         if not src.is_file():
-            raise ConfigError(f"{src}: not found (make -C "$(python3 -m harness.paths)" windows sign builds it)")
+            raise ConfigError(f"{src}: not found (make -C \"$(python3 -m harness.paths)\" windows sign builds it)")
         files[f"{MEDIUM_DIR}/{name}"] = src.read_bytes()
     files[f"{MEDIUM_DIR}/administrators_authorized_keys"] = (authorized_key.strip() + "\r\n").encode()
     files[f"{MEDIUM_DIR}/image.json"] = json.dumps(
