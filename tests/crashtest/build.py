@@ -1,0 +1,83 @@
+"""Build crashtest.ko, the module that provokes kernel reports at load (see crashtest.c).
+
+`build_module(out_dir)` runs this directory's Makefile, which copies the sources
+into out_dir and calls `make -C <headers> M=<out_dir> modules`, as
+tests/vendor_driver/ does for its module; the headers are those of the kernel the
+reference guest boots (/lib/modules/<release>/build) unless `kdir` is given.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import subprocess
+from pathlib import Path
+
+from harness.errors import InfraError
+
+SOURCE_DIR = Path(__file__).resolve().parent
+REPO = SOURCE_DIR.parents[1]
+DEFAULT_OUT = REPO / "build" / "crashtest"
+MODULE_NAME = "crashtest"
+# What each mode provokes, as the parser names it: (kind, fatal).  `function` is
+# the module's own function that the report must blame.
+MODES: dict[str, tuple[str, str | None, bool]] = {
+    "warn": ("warning", "crashtest_warn", False),
+    "bug": ("bug", "crashtest_bug", True),
+    "null": ("null-deref", "crashtest_null_deref", True),
+    "gpf": ("general-protection", "crashtest_gpf", True),
+    "divide": ("divide-error", "crashtest_divide", True),
+    "softlockup": ("soft-lockup", "crashtest_spin", True),
+    "rcu": ("rcu-stall", "crashtest_spin", True),
+    "hung": ("hung-task", "crashtest_hang", True),
+    "panic": ("panic", None, True),
+}
+READY = "crashtest: (done|loaded)"
+CONTENT_DIR = "/var/lib/crashtest"
+HEADERS_FIX = ("apt-get install build-essential linux-image-amd64 linux-headers-amd64 "
+               "(or make setup)")
+
+
+class CrashtestBuildError(InfraError):
+    """crashtest.ko cannot be built; the message names the fix and ends with the path."""
+
+
+def build_module(out_dir: Path = DEFAULT_OUT, kdir: Path | None = None) -> Path:
+    """Build out_dir/crashtest.ko (Kbuild rebuilds only what changed); returns its path.
+
+    make's output goes to out_dir/build.log; one build at a time per out_dir (a lock
+    file there).  Raises CrashtestBuildError when the headers, make or the compiler
+    are missing, or the build fails.
+    """
+    make = shutil.which("make")
+    if make is None:
+        raise CrashtestBuildError(f"make is not installed: {HEADERS_FIX}: {SOURCE_DIR}")
+    out_dir = Path(out_dir).resolve()
+    if out_dir.is_relative_to(SOURCE_DIR):
+        raise CrashtestBuildError(f"build {MODULE_NAME}.ko outside its source tree, not in {out_dir}")
+    argv = [make, "--no-print-directory", "-C", str(SOURCE_DIR), "all", f"BUILD_DIR={out_dir}"]
+    if kdir is not None:
+        argv.append(f"KDIR={kdir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        (out_dir / "build.log").write_text(proc.stdout + proc.stderr)
+    ko = out_dir / f"{MODULE_NAME}.ko"
+    if proc.returncode != 0 or not ko.is_file():
+        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-15:])
+        fix = f"{HEADERS_FIX}: " if "no kernel headers" in tail or "not installed" in tail else ""
+        raise CrashtestBuildError(f"{' '.join(argv)} failed (exit {proc.returncode}):\n{tail}\n{fix}{out_dir}")
+    return ko
+
+
+def profile_yaml(module: Path, mode: str, extra_params: str = "") -> str:
+    """A harness config with one profile, `crashtest`, whose driver is `module` loaded with mode=`mode`."""
+    params = f"mode={mode} {extra_params}".strip()
+    return ("profiles:\n"
+            "  crashtest:\n"
+            "    driver:\n"
+            f"      module: {module}\n"
+            f"      params: \"{params}\"\n"
+            f"      content_dir: {CONTENT_DIR}\n"
+            f"      ready: '{READY}'\n")
