@@ -12,6 +12,7 @@ from . import __version__
 from . import image_cli, machine_cli
 from .content import cli as content_cli
 from .content.format import ContentFormatError
+from .minimize import cli as minimize_cli
 from .errors import HarnessError
 
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     content_cli.register(groups)
     machine_cli.register(groups)
     image_cli.register(groups)
+    minimize_cli.register(groups)
     return parser
 
 

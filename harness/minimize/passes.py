@@ -1,0 +1,153 @@
+"""Reduction passes: format-aware ones over a parsed channel file, then byte-level ddmin.
+
+Every candidate a format pass builds is written with `ChannelFile.to_bytes()`, so it stays
+well-formed (instance count, body_len and CRC rewritten, as `harness content fix-crc` does).
+A pass takes the current model and `interesting(bytes) -> bool` and returns a model that is
+still interesting; it never returns a candidate the predicate rejected.
+"""
+
+from __future__ import annotations
+
+import copy
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..content.format import HEADER_SIZE, ChannelFile, Criterion, Kind, scan
+from .ddmin import ddmin
+
+Interesting = Callable[[bytes], bool]
+
+
+@dataclass(frozen=True)
+class FormatPass:
+    name: str
+    run: Callable[[ChannelFile, Interesting], ChannelFile]
+
+
+def drop_instances(cf: ChannelFile, interesting: Interesting) -> ChannelFile:
+    """ddmin over the instances: the fewest instances that still crash."""
+    def build(keep: list[int]) -> ChannelFile:
+        out = copy.deepcopy(cf)
+        out.instances = [cf.instances[i] for i in keep]
+        return out
+
+    keep = ddmin(list(range(len(cf.instances))), lambda k: interesting(build(k).to_bytes()))
+    return build(keep)
+
+
+def wildcard_criteria(cf: ChannelFile, interesting: Interesting) -> ChannelFile:
+    """ddmin over every non-wildcard criterion of every instance: the rest become wildcards."""
+    pairs = [(n, i) for n, inst in enumerate(cf.instances) for i, c in enumerate(inst.criteria)
+             if c.kind != Kind.WILDCARD]
+
+    def build(keep: list[tuple[int, int]]) -> ChannelFile:
+        kept = set(keep)
+        out = copy.deepcopy(cf)
+        for n, i in pairs:
+            if (n, i) not in kept:
+                out.instances[n].criteria[i] = Criterion(Kind.WILDCARD)
+        return out
+
+    keep = ddmin(pairs, lambda k: interesting(build(k).to_bytes()))
+    return build(keep)
+
+
+def drop_trailing_criteria(cf: ChannelFile, interesting: Interesting) -> ChannelFile:
+    """The smallest field count (every instance cut to it) that still crashes, by bisection:
+    a crash at field k needs every count above k, so the answer is the edge of one interval."""
+    def build(fields: int) -> ChannelFile:
+        out = copy.deepcopy(cf)
+        out.fields = fields
+        for inst in out.instances:
+            inst.criteria = inst.criteria[:fields]
+        return out
+
+    if any(len(inst.criteria) != cf.fields for inst in cf.instances):
+        return cf  # counts that differ from the header's are part of what crashes
+    low, high = 0, cf.fields  # invariant: `high` crashes; `low` is assumed not to
+    while high - low > 1:
+        mid = (low + high) // 2
+        if interesting(build(mid).to_bytes()):
+            high = mid
+        else:
+            low = mid
+    return build(high)
+
+
+def shorten_payloads(cf: ChannelFile, interesting: Interesting) -> ChannelFile:
+    """Each non-wildcard payload cut to its shortest prefix that still crashes (empty first)."""
+    out = copy.deepcopy(cf)
+    for inst in out.instances:
+        for i, crit in enumerate(inst.criteria):
+            if crit.kind == Kind.WILDCARD or not crit.payload or crit.declared_len is not None:
+                continue
+            full = crit.payload
+
+            def with_len(n: int, inst: object = inst, i: int = i, kind: int = crit.kind,
+                         full: bytes = full) -> bytes:
+                inst.criteria[i] = Criterion(kind, full[:n])  # type: ignore[attr-defined]
+                return out.to_bytes()
+
+            low, high = -1, len(full)  # `high` crashes (the full payload); find the shortest
+            while high - low > 1:
+                mid = 0 if low < 0 else (low + high) // 2
+                if interesting(with_len(mid)):
+                    high = mid
+                else:
+                    low = mid
+            with_len(high)
+    return out
+
+
+FORMAT_PASSES: tuple[FormatPass, ...] = (
+    FormatPass("drop instances", drop_instances),
+    FormatPass("criteria to wildcards", wildcard_criteria),
+    FormatPass("drop trailing criteria", drop_trailing_criteria),
+    FormatPass("shorten payloads", shorten_payloads),
+)
+
+
+def parsable(data: bytes) -> ChannelFile | None:
+    """The file as a model when the format parser reads it whole, else None."""
+    result = scan(data)
+    if result.problems or result.header is None:
+        return None
+    h = result.header
+    return ChannelFile(channel=h.channel, template=h.template, fields=h.fields,
+                       instances=result.instances, version=h.version)
+
+
+class ByteFixup:
+    """Rebuilds the header around a reduced body the way the original's header related to
+    its body: body_len rewritten when it matched the body, the CRC when it matched.  A file
+    whose header lied keeps its lie, since the lie may be the crash."""
+
+    def __init__(self, original: bytes) -> None:
+        self.header = original[:HEADER_SIZE]
+        self.active = len(original) >= HEADER_SIZE
+        body = original[HEADER_SIZE:]
+        if self.active:
+            body_len, crc = struct.unpack_from("<II", original, 16)
+            self.fix_len = body_len == len(body)
+            self.fix_crc = crc == zlib.crc32(body[:body_len])
+        self.body = body if self.active else original
+
+    def build(self, body: bytes) -> bytes:
+        if not self.active:
+            return body
+        header = bytearray(self.header)
+        if self.fix_len:
+            header[16:20] = struct.pack("<I", len(body))
+        if self.fix_crc:
+            body_len = struct.unpack_from("<I", header, 16)[0]
+            header[20:24] = struct.pack("<I", zlib.crc32(body[:body_len]))
+        return bytes(header) + body
+
+
+def byte_ddmin(data: bytes, interesting: Interesting) -> bytes:
+    """ddmin over the body bytes (the whole file when it has no header), header fixed up."""
+    fixup = ByteFixup(data)
+    kept = ddmin(list(fixup.body), lambda body: interesting(fixup.build(bytes(body))))
+    return fixup.build(bytes(kept))
