@@ -231,10 +231,13 @@ def _tools() -> None:
         require_tool(tool, "install dosfstools and mtools (make setup)")
 
 
-def make_media(root: Path, images: int = 1, efi_image: str = "efisys.bin") -> Path:
+def make_media(root: Path, images: int = 1, efi_image: str | None = "efisys_noprompt.bin",
+               cdboot_noprompt: bool = False) -> Path:
     """An ADK-shaped media tree: sources/boot.wim (a real WIM of a stand-in WinPE tree),
     efi/microsoft/boot/<efi_image> (a real FAT image whose \\EFI\\BOOT\\BOOTX64.EFI is not
-    a real loader), EFI/Boot/bootx64.efi and EFI/Microsoft/Boot/BCD stand-ins."""
+    a real loader; none when None), with `cdboot_noprompt` that loader stand-in as
+    efi/microsoft/boot/cdboot_noprompt.efi too, EFI/Boot/bootx64.efi and
+    EFI/Microsoft/Boot/BCD stand-ins."""
     media = root / "media"
     pe = root / "pe"
     (pe / "Windows" / "System32").mkdir(parents=True)
@@ -247,13 +250,16 @@ def make_media(root: Path, images: int = 1, efi_image: str = "efisys.bin") -> Pa
                        + (["--boot"] if n == 0 else []), check=True, capture_output=True, timeout=60)
     efi_dir = media / "efi" / "microsoft" / "boot"
     efi_dir.mkdir(parents=True)
-    img = efi_dir / efi_image
-    subprocess.run(["mkfs.vfat", "-C", "-n", "EFISECTOR", str(img), "1440"], check=True, capture_output=True)
     loader = root / "BOOTX64.EFI"
     loader.write_bytes(foreign_efi_application())
-    subprocess.run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"], check=True, capture_output=True)
-    subprocess.run(["mcopy", "-i", str(img), str(loader), "::/EFI/BOOT/BOOTX64.EFI"], check=True,
-                   capture_output=True)
+    if efi_image is not None:
+        img = efi_dir / efi_image
+        subprocess.run(["mkfs.vfat", "-C", "-n", "EFISECTOR", str(img), "1440"], check=True, capture_output=True)
+        subprocess.run(["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"], check=True, capture_output=True)
+        subprocess.run(["mcopy", "-i", str(img), str(loader), "::/EFI/BOOT/BOOTX64.EFI"], check=True,
+                       capture_output=True)
+    if cdboot_noprompt:
+        (efi_dir / "cdboot_noprompt.efi").write_bytes(loader.read_bytes())
     (media / "EFI" / "Boot").mkdir(parents=True)
     (media / "EFI" / "Boot" / "bootx64.efi").write_bytes(loader.read_bytes())
     (media / "EFI" / "Microsoft" / "Boot").mkdir(parents=True)
@@ -303,7 +309,9 @@ def wim_paths(wim: Path, index: int) -> list[str]:
 
 def test_the_recovery_medium_is_a_uefi_iso_whose_winpe_runs_the_harness_script(tmp_path: Path) -> None:
     _tools()
-    media = make_media(tmp_path)
+    # media with the prompting efisys.bin and the loader that does not prompt: the
+    # medium's El Torito image is made from cdboot_noprompt.efi, efisys.bin is not used
+    media = make_media(tmp_path, efi_image="efisys.bin", cdboot_noprompt=True)
     user_script = tmp_path / "fix-it.cmd"
     user_script.write_text("@echo off\necho removing the bad channel file\n")
     iso = tmp_path / "out" / "recovery.iso"
@@ -316,10 +324,15 @@ def test_the_recovery_medium_is_a_uefi_iso_whose_winpe_runs_the_harness_script(t
 
     report, files = iso_listing(iso)
     assert re.search(r"El Torito boot img :\s+1\s+UEFI\s+y\s+none\b", report), report
-    assert "El Torito img path :   1  /efi/microsoft/boot/efisys.bin" in report
-    assert medium.efi_boot_image == "efi/microsoft/boot/efisys.bin" and medium.prompts_for_key
-    assert {"/sources/boot.wim", "/efi/microsoft/boot/efisys.bin", "/EFI/Boot/bootx64.efi",
+    assert "El Torito img path :   1  /efi/microsoft/boot/efisys_noprompt.bin" in report
+    assert medium.efi_boot_image == "efi/microsoft/boot/efisys_noprompt.bin" and not medium.prompts_for_key
+    assert {"/sources/boot.wim", "/efi/microsoft/boot/efisys_noprompt.bin", "/EFI/Boot/bootx64.efi",
             "/EFI/Microsoft/Boot/BCD"} <= set(files)
+    made = extract(iso, "/efi/microsoft/boot/efisys_noprompt.bin", tmp_path / "efisys_noprompt.bin")
+    fat = subprocess.run(["file", "-b", str(made)], capture_output=True, text=True).stdout
+    assert "FAT (12 bit)" in fat, fat
+    assert subprocess.run(["mtype", "-i", str(made), "::/EFI/BOOT/BOOTX64.EFI"], capture_output=True,
+                          check=True).stdout == foreign_efi_application()
 
     wim = extract(iso, "/sources/boot.wim", tmp_path / "boot.wim")
     assert {"/Windows/System32/winpeshl.ini", "/harness/recover.cmd", "/harness/fix-it.cmd",
@@ -373,7 +386,11 @@ def test_a_winpe_iso_and_a_winre_wim_are_inputs_too(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case, words", [
     ("no-boot-wim", "no sources\\boot.wim: give the ADK's media directory (`copype amd64"),
-    ("no-efi-image", "no EFI boot image (efi\\microsoft\\boot\\efisys.bin or efisys_noprompt.bin)"),
+    ("no-efi-image", "no EFI boot image (efi\\microsoft\\boot\\efisys_noprompt.bin, cdboot_noprompt.efi or "
+                     "efisys.bin)"),
+    ("prompt-only", "only efi\\microsoft\\boot\\efisys.bin, whose loader waits for \"Press any key to boot from CD "
+                    "or DVD\" and, with nobody at the keyboard, falls through to the looping disk: give media that "
+                    "hold efi\\microsoft\\boot\\efisys_noprompt.bin or cdboot_noprompt.efi"),
     ("not-a-wim", "not a WIM file (no MSWIM header): give WinPE's sources\\boot.wim or WinRE's winre.wim"),
     ("wrong-index", "image index 3 does not exist in the boot image (it has 1 image(s); `wiminfo boot.wim` "
                     "lists them): pass index=1..1"),
@@ -383,7 +400,7 @@ def test_a_winpe_iso_and_a_winre_wim_are_inputs_too(tmp_path: Path) -> None:
 ])
 def test_a_bad_input_is_one_clear_error_naming_the_file_and_the_fix(tmp_path: Path, case: str, words: str) -> None:
     _tools()
-    media = make_media(tmp_path)
+    media = make_media(tmp_path, efi_image="efisys.bin" if case == "prompt-only" else "efisys_noprompt.bin")
     kwargs: dict[str, Any] = {}
     named = media
     if case == "no-boot-wim":
@@ -397,6 +414,8 @@ def test_a_bad_input_is_one_clear_error_naming_the_file_and_the_fix(tmp_path: Pa
         kwargs["index"] = 3
     elif case == "missing-media":
         named = media = tmp_path / "nowhere"
+    elif case == "prompt-only":
+        pass  # make_media gave it efisys.bin alone
     elif case == "bad-script":
         named = kwargs["script"] = tmp_path / "fix.sh"
         named.write_text("rm x\n")
@@ -454,9 +473,11 @@ def test_the_medium_is_attached_first_in_the_boot_order_for_one_boot_and_gone_af
     iso = tmp_path / "recovery.iso"
     iso.write_bytes(b"\0" * 2048)
     common = dict(domain_type="qemu", name="harness-win-recovery", run_id="r1", test_id="t::recovery",
-                  artifacts=tmp_path, disk=disk, firmware=firmware, owner_pid=1, disk_bus="sata")
+                  artifacts=tmp_path, disk=disk, firmware=firmware, owner_pid=1)
+    # the recovery boot: the disk on SATA (WinPE has storahci inbox, no virtio driver);
+    # the boots before and after: virtio as ever
     for medium, expected in ((iso, {("disk", "sda"): "2", ("cdrom", "sdb"): "1"}),
-                             (None, {("disk", "sda"): "1"})):
+                             (None, {("disk", "vda"): "1"})):
         xml = render(WINDOWS_TEMPLATE, **recovery_domain_values("win10", medium=medium, **common))
         path = tmp_path / f"domain-{'cd' if medium else 'disk'}.xml"
         path.write_text(xml)
@@ -465,6 +486,10 @@ def test_the_medium_is_attached_first_in_the_boot_order_for_one_boot_and_gone_af
         assert _boots(xml) == expected
         if medium is not None:
             assert f"<source file='{iso}'/>" in xml
+            assert "<target dev='sda' bus='sata'/>" in xml and "virtio-scsi" not in xml
+    assert recovery_domain_values("win10", medium=iso, disk_bus="sata", **common)["disk"]["bus"] == "sata"
+    with pytest.raises(ConfigError, match="disk_bus 'virtio' for the recovery boot: WinPE has no driver for it"):
+        recovery_domain_values("win10", medium=iso, disk_bus="virtio", **common)
     with pytest.raises(ConfigError, match="cdroms is set from `medium`"):
         recovery_domain_values("win10", medium=iso, cdroms=[], **common)
     assert [s.expect for s in PLANS["recovery-env"] if s.expect] == [
@@ -504,7 +529,7 @@ def test_ovmf_boots_the_recovery_medium_first_and_finds_its_efi_boot_image(
         skip_or_fail("libvirt-python is not installed (make setup)")
     except InfraError as exc:
         skip_or_fail(str(exc))
-    media = make_media(tmp_path, efi_image="efisys_noprompt.bin")
+    media = make_media(tmp_path, efi_image="efisys.bin", cdboot_noprompt=True)  # the image made here boots
     iso = build_winpe_medium(artifacts_dir / "recovery.iso", media, bad_files=bad_update_list(BAD)).iso
     golden = artifacts_dir / "blank.qcow2"
     subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(golden), "256M"], check=True)
@@ -513,7 +538,8 @@ def test_ovmf_boots_the_recovery_medium_first_and_finds_its_efi_boot_image(
     name = f"harness-win-recovery-{harness_run_id}-{os.getpid()}"
     values = recovery_domain_values("win10", medium=iso, domain_type=domain_type, name=name, run_id=harness_run_id,
                                     test_id=f"{__name__}::ovmf", artifacts=artifacts_dir, disk=disk,
-                                    disk_bus="sata", memory_mib=512)
+                                    memory_mib=512)
+    assert values["disk"]["bus"] == "sata"
     xml = render(WINDOWS_TEMPLATE, **values)
     (artifacts_dir / "domain.xml").write_text(xml)
     buffer = ConsoleBuffer()
@@ -526,7 +552,9 @@ def test_ovmf_boots_the_recovery_medium_first_and_finds_its_efi_boot_image(
         first = buffer.search(re.compile(r'BdsDxe: (?:failed to load|loading) Boot\d+ "[^"]+"[^\n]*'), 0,
                               OVMF_TIMEOUT_S)
         assert first, f"OVMF printed no boot attempt within {OVMF_TIMEOUT_S:.0f} s:\n{buffer.tail(1500)}"
-        disk_try = buffer.search(re.compile(r'BdsDxe: failed to load Boot\d+ "UEFI QEMU HARDDISK[^"]*"'), 0, 60)
+        # the disk on the ICH9 AHCI controller (00:1f.2), port 0: what WinPE's storahci drives
+        disk_try = buffer.search(re.compile(r'BdsDxe: failed to load Boot\d+ "UEFI QEMU HARDDISK[^"]*" '
+                                            r'from PciRoot\(0x0\)/Pci\(0x1F,0x2\)/Sata\(0x0,0xFFFF,0x0\)'), 0, 60)
         assert disk_try, buffer.tail(1500)
         text = buffer.text
         (artifacts_dir / "com1.txt").write_text(text)

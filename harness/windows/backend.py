@@ -28,14 +28,18 @@ from ..families.windows import WindowsFamily
 from ..vm.backend import ConsolePort, MachineView
 from ..vm.connection import domain_log_path
 from ..vm.templates import render
-from .domain import NVRAM_NAME, WINDOWS_TEMPLATE, Cdrom, create_overlay, windows_domain_values
+from .domain import NVRAM_NAME, RECOVERY_DISK_BUS, WINDOWS_TEMPLATE, Cdrom, create_overlay, windows_domain_values
 from .golden import WindowsGolden
+from .powershell import PORT_NAME, RELOAD_SCRIPT
 
 
 HOST_KEY_RE = re.compile(r"HARNESS-SSH-HOSTKEY (?P<type>[\w@.-]+) (?P<key>[A-Za-z0-9+/=]+)")
-# The driver reads its content directory when it loads: reloading it is unloading and
-# loading the minifilter (fltmc needs an elevated session, which the harness account has).
-RELOAD_COMMAND = "fltmc unload harnessflt; fltmc load harnessflt"
+# Online reload: the driver re-reads its content directory when a client sends a message to
+# its FltMgr communication port (powershell.RELOAD_SCRIPT; the port admits administrators and
+# SYSTEM, which the harness account is), so the hardened build keeps its last good content.
+# Not `fltmc unload` + `load`: a new image starts with no content to keep.
+RELOAD_COMMAND = RELOAD_SCRIPT
+RELOAD_ARGS = {"PortName": PORT_NAME}
 
 
 class WindowsBackend:
@@ -91,7 +95,7 @@ class WindowsBackend:
         values = windows_domain_values(
             self.golden.edition, domain_type=machine.domain_type, name=machine.name, run_id=machine.spec.run_id,
             test_id=machine.spec.test_id, artifacts=machine.artifacts, disk=self.overlay(machine),
-            disk_boot_order=2 if cdroms else 1, cdroms=cdroms,
+            disk_boot_order=2 if cdroms else 1, cdroms=cdroms, disk_bus=RECOVERY_DISK_BUS if cdroms else "virtio",
             network="user" if machine.network else "none", ssh_port=machine.ssh_port,
             memory_mib=profile.memory_mib, vcpus=profile.vcpus,
             nvram_from=self.golden.nvram if not nvram.exists() else None, owner_pid=machine.owner_pid)
@@ -135,7 +139,7 @@ class WindowsBackend:
         from .powershell import run_powershell
 
         try:
-            run_powershell(machine.transport(timeout=60), RELOAD_COMMAND)
+            run_powershell(machine.transport(timeout=60), RELOAD_COMMAND, RELOAD_ARGS, timeout=120)
         except CrashDuringCommand:
             pass  # the guest bugchecked under the reload, as content may make it: the monitor judges
 

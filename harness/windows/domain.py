@@ -6,12 +6,28 @@
         cdroms=[Cdrom(winpe_iso, boot_order=1)], disk_boot_order=2, network="user")
     xml = render(WINDOWS_TEMPLATE, **values)
 
-It finds the host's OVMF (Debian's `ovmf` package: the plain 4 MiB build, Secure
-Boot off, so test-signed boot drivers load), gives the machine its own copy of
+It finds the host's OVMF (Debian's `ovmf` package), gives the machine its own copy of
 the UEFI variable store in its artifacts directory (kept across the machine's
 boots: Windows writes its boot entries there), and checks every choice, so a
 wrong value is a ConfigError naming it rather than a domain libvirt refuses.
 Nothing here talks to libvirt; see vm-templates/windows/README.md.
+
+Firmware per edition (the reasons: docs/windows-recovery.md, "Firmware"):
+
+* win10, server2022: `OVMF_CODE_4M.fd` + `OVMF_VARS_4M.fd`, no Secure Boot support
+  at all (no SMM needed), so test-signed boot drivers load.
+* win11: `OVMF_CODE_4M.secboot.fd` + the *empty* `OVMF_VARS_4M.fd` (Debian's
+  50-edk2-x86_64-secure.json pairs them): the firmware is Secure Boot capable
+  (the `SecureBoot` variable exists, value 0) but no Platform Key is enrolled, so
+  it stays in Setup Mode and verifies nothing. Windows 11's requirement is
+  "UEFI, Secure Boot capable" and TPM 2.0 (swtpm): setup's checks have what they
+  look for, and the test-signed driver still loads, with one firmware for the
+  install and every later boot (no switch, so the variable store saved with the
+  golden image fits). The code needs SMM (`<smm state='on'/>`, loader
+  `secure='yes'`). Checked here: an OVMF boot of this pair to its UEFI shell,
+  whose `dmpstore` shows SecureBoot=0 and SetupMode=1 (tests/test_windows_templates.py).
+  Not `OVMF_VARS_4M.ms.fd`: Microsoft's keys enrolled turn Secure Boot on, and a
+  test-signed boot-start driver is then refused.
 """
 
 from __future__ import annotations
@@ -29,12 +45,19 @@ from ..errors import ConfigError, InfraError
 WINDOWS_TEMPLATE = "windows/domain.xml.j2"
 NVRAM_NAME = "OVMF_VARS.fd"  # the machine's variable store, in its artifacts directory
 
-# Secure Boot off on purpose (the .ms/.secboot/.snakeoil variants have it on):
+# Secure Boot off on purpose (the .ms/.snakeoil variants have it on):
 # test-signed boot-start drivers load only with TESTSIGNING and Secure Boot off.
 OVMF_CANDIDATES: tuple[tuple[str, str], ...] = (
     ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),  # Debian 12, Ubuntu 22.04+
     ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),  # older Debian/Ubuntu (2 MiB)
     ("/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"),  # Fedora
+)
+# Secure Boot capable but not enforcing: the SMM build with an empty variable store
+# (no PK: Setup Mode), for Windows 11's setup checks.
+OVMF_SECBOOT_CANDIDATES: tuple[tuple[str, str], ...] = (
+    ("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),  # Debian 12, Ubuntu 22.04+
+    ("/usr/share/OVMF/OVMF_CODE.secboot.fd", "/usr/share/OVMF/OVMF_VARS.fd"),  # older Debian/Ubuntu (2 MiB)
+    ("/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"),  # Fedora
 )
 OVMF_FIX = "install Debian's ovmf package (apt-get install ovmf)"
 SWTPM_FIX = "install Debian's swtpm and swtpm-tools packages (apt-get install swtpm swtpm-tools)"
@@ -44,6 +67,10 @@ DISK_BUSES = {
     "scsi": "virtio-scsi: Windows needs vioscsi from the virtio-win ISO (passes discard/TRIM)",
     "sata": "AHCI: Windows' inbox driver, no virtio-win needed (slower)",
 }
+# The recovery boot (WinPE/WinRE from the recovery medium) sees the disk on SATA: WinPE
+# has Microsoft's AHCI driver (storahci) inbox and no virtio one, so recover.cmd finds
+# the Windows volume without third-party files (docs/windows-recovery.md, "Disk bus").
+RECOVERY_DISK_BUS = "sata"
 NIC_MODELS = {
     "virtio-net-pci": "Windows needs NetKVM from the virtio-win ISO",
     "e1000e": "Windows' inbox driver",
@@ -62,11 +89,13 @@ class Edition:
     tpm: bool  # a TPM 2.0 by default (Windows 11 setup checks for one)
     memory_mib: int  # Microsoft's minimum for the edition
     vcpus: int
+    secure_boot_capable: bool = False  # firmware with Secure Boot support, not enforcing (win11 setup checks)
 
 
 EDITIONS: dict[str, Edition] = {
     "win10": Edition("win10", "Windows 10", "http://microsoft.com/win/10", tpm=False, memory_mib=2048, vcpus=2),
-    "win11": Edition("win11", "Windows 11", "http://microsoft.com/win/11", tpm=True, memory_mib=4096, vcpus=2),
+    "win11": Edition("win11", "Windows 11", "http://microsoft.com/win/11", tpm=True, memory_mib=4096, vcpus=2,
+                     secure_boot_capable=True),
     "server2022": Edition("server2022", "Windows Server 2022", "http://microsoft.com/win/2k22", tpm=False,
                           memory_mib=2048, vcpus=2),
 }
@@ -76,6 +105,7 @@ EDITIONS: dict[str, Edition] = {
 class Firmware:
     code: Path  # read-only pflash unit 0, shared by every machine
     vars_template: Path  # copied per machine into its artifacts directory
+    smm: bool = False  # the code is the Secure Boot capable build, which needs SMM (loader secure='yes')
 
 
 @dataclass(frozen=True)
@@ -85,11 +115,16 @@ class Cdrom:
     boot_order: int | None = None
 
 
-def find_ovmf(candidates: Iterable[tuple[str, str]] = OVMF_CANDIDATES) -> Firmware:
-    """The first OVMF code/vars pair (Secure Boot off) present on this host."""
+def find_ovmf(candidates: Iterable[tuple[str, str]] | None = None, *, secure_boot_capable: bool = False) -> Firmware:
+    """The first OVMF code/vars pair present on this host: without Secure Boot support,
+    or (`secure_boot_capable`) the SMM build with an empty variable store (capable, not
+    enforcing: no keys enrolled)."""
+    if candidates is None:
+        candidates = OVMF_SECBOOT_CANDIDATES if secure_boot_capable else OVMF_CANDIDATES
+    candidates = list(candidates)
     for code, template in candidates:
         if Path(code).is_file() and Path(template).is_file():
-            return Firmware(Path(code), Path(template))
+            return Firmware(Path(code), Path(template), smm=secure_boot_capable)
     tried = ", ".join(code for code, _ in candidates)
     raise InfraError(f"no UEFI firmware for Windows guests (looked for {tried}): {OVMF_FIX}")
 
@@ -102,10 +137,11 @@ def find_swtpm() -> Path:
     return Path(shutil.which("swtpm") or "swtpm")
 
 
-def check_host(tpm: bool) -> None:
+def check_host(tpm: bool, secure_boot_capable: bool = False) -> None:
     """Raise InfraError naming the Debian package when this host cannot boot such a domain:
-    OVMF always, swtpm when the domain has a TPM. (Rendering needs neither.)"""
-    find_ovmf()
+    OVMF always (its Secure Boot capable build for win11), swtpm when the domain has a
+    TPM. (Rendering needs neither.)"""
+    find_ovmf(secure_boot_capable=secure_boot_capable)
     if tpm:
         find_swtpm()
 
@@ -198,7 +234,7 @@ def windows_domain_values(
         if cdrom.path is not None and not cdrom.path.is_file():
             raise ConfigError(f"{cdrom.path}: CD-ROM image not found")
     want_tpm = spec.tpm if tpm is None else tpm
-    fw = firmware or find_ovmf()
+    fw = firmware or find_ovmf(secure_boot_capable=spec.secure_boot_capable)
     nvram = artifacts / NVRAM_NAME
     _prepare_nvram(nvram, fw, nvram_from)
     disk_target = "vda" if disk_bus == "virtio" else "sda"
@@ -206,7 +242,7 @@ def windows_domain_values(
         domain_type=domain_type, name=name, family="windows", edition=edition, osinfo_id=spec.osinfo_id,
         run_id=run_id, test_id=test_id, artifacts=str(artifacts), owner_pid=owner_pid or os.getpid(),
         memory_mib=memory, vcpus=cpus,
-        ovmf_code=str(fw.code), ovmf_vars_template=str(fw.vars_template), nvram=str(nvram),
+        ovmf_code=str(fw.code), firmware_smm=fw.smm, ovmf_vars_template=str(fw.vars_template), nvram=str(nvram),
         disk={"path": str(disk), "format": disk_format or _image_format(disk), "bus": disk_bus,
               "target": disk_target, "boot_order": disk_boot_order},
         # sdb, sdc, ...: SATA ports 1..5 (port 0 stays free for a SATA disk)

@@ -76,11 +76,12 @@ def load_golden(image: Path, edition: str | None = None) -> WindowsGolden:
 
 def golden_for_profile(profile: Profile) -> WindowsGolden:
     """The Windows profile's golden image, checked, on a host that can boot it: InfraError
-    naming the Debian package when OVMF (or swtpm, for an edition with a TPM) is missing."""
+    naming the Debian package when OVMF (its Secure Boot capable build for win11), or swtpm ( for an edition with a TPM) is missing."""
     from .domain import EDITIONS, check_host
 
     golden = load_golden(Path(profile.image), profile.edition)
-    check_host(tpm=EDITIONS[golden.edition].tpm)
+    spec = EDITIONS[golden.edition]
+    check_host(tpm=spec.tpm, secure_boot_capable=spec.secure_boot_capable)
     return golden
 
 

@@ -20,7 +20,8 @@ safe-mode (the machine cannot boot: everything is staged offline, on the shut-of
 recovery-env
 
     host   build_winpe_medium(...) (winpe.py); the domain rendered by
-           recovery_domain_values(..., medium=iso): CD-ROM boot order 1, disk 2
+           recovery_domain_values(..., medium=iso): CD-ROM boot order 1, disk 2,
+           the disk on SATA (WinPE's inbox storahci; it has no virtio driver)
     guest  WinPE/WinRE -> recover.cmd: `recovery:` lines and HARNESS-RECOVERY-DONE
            path=recovery-env rc=N on COM1, wpeutil shutdown (the transient domain ends)
     host   the domain rendered with medium=None: no CD-ROM, disk boot order 1
@@ -47,7 +48,7 @@ from ..errors import ConfigError, InfraError
 from ..vm.backend import RecoveryPath
 from ..vm.templates import render
 from . import bcd
-from .domain import Cdrom, windows_domain_values
+from .domain import RECOVERY_DISK_BUS, Cdrom, windows_domain_values
 from .winpe import SAMPLE_SCRIPT, WinPEMediumError, bad_files_listing, build_winpe_medium, check_script
 
 SAFE_MODE_TEMPLATE = "windows/recovery/safe-mode.ps1.j2"
@@ -97,14 +98,24 @@ PLANS: dict[RecoveryPath, tuple[Step, ...]] = {
 
 def recovery_domain_values(edition: str, *, medium: Path | None, **kwargs: Any) -> dict[str, Any]:
     """windows_domain_values() for a recovery boot (`medium` = the recovery ISO: CD-ROM
-    first, disk second) or for the boots before and after it (`medium` None)."""
+    first, disk second, the disk on SATA) or for the boots before and after it (`medium`
+    None: the disk on the bus given, virtio by default).
+
+    The recovery boot's disk is on SATA because WinPE/WinRE have no virtio storage
+    driver: on virtio-blk or virtio-scsi recover.cmd would find no Windows volume.
+    AHCI's driver (storahci) is inbox in WinPE, so nothing third-party goes on the
+    medium; the same qcow2 overlay is simply attached on another bus for that boot."""
     for key in ("cdroms", "disk_boot_order"):
         if key in kwargs:
             raise ConfigError(f"recovery_domain_values: {key} is set from `medium`; do not pass it")
     if medium is None:
         return windows_domain_values(edition, cdroms=(), disk_boot_order=1, **kwargs)
+    bus = kwargs.pop("disk_bus", RECOVERY_DISK_BUS)
+    if bus != RECOVERY_DISK_BUS:
+        raise ConfigError(f"recovery_domain_values: disk_bus {bus!r} for the recovery boot: WinPE has no "
+                          f"driver for it; the recovery boot attaches the disk on {RECOVERY_DISK_BUS} (AHCI, inbox)")
     return windows_domain_values(edition, cdroms=[Cdrom(Path(medium), boot_order=1)], disk_boot_order=2,
-                                 **kwargs)
+                                 disk_bus=RECOVERY_DISK_BUS, **kwargs)
 
 
 # ------------------------------------------------------------------ Safe Mode

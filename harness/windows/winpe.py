@@ -28,13 +28,14 @@ with the file present nothing runs wpeinit by itself, hence the first line.
 
 The ISO: ISO 9660 level 3 + Joliet, one El Torito entry for UEFI (platform 0xEF,
 no emulation) whose image is the media's `efi\\microsoft\\boot\\efisys_noprompt.bin`
-or, failing that, `efisys.bin`: the layout of the ADK's MakeWinPEMedia / oscdimg
+or, failing that, one made here from `cdboot_noprompt.efi` (never `efisys.bin`,
+whose "Press any key" prompt nobody answers: such media are refused): the layout of the ADK's MakeWinPEMedia / oscdimg
 `-bootdata:2#p0,e,b<media>\\boot\\etfsboot.com#pEF,e,b<media>\\efi\\microsoft\\boot\\efisys.bin`
 (MicrosoftDocs/SupportArticles-docs: support/windows-server/setup-upgrade-and-drivers/
 create-iso-image-for-uefi-platforms.md), made with `xorriso -as mkisofs -e <image>
--no-emul-boot`. No BIOS entry: the Windows domains boot OVMF. efisys.bin's loader
-waits for "Press any key to boot from CD or DVD" and falls through when nobody does;
-the _noprompt image does not ask (`RecoveryMedium.prompts_for_key` tells which).
+-no-emul-boot`. No BIOS entry: the Windows domains boot OVMF. The recovery boot
+attaches the disk on SATA (recovery_plan.recovery_domain_values): WinPE has AHCI's
+storahci inbox and no virtio driver, so nothing third-party is injected into boot.wim.
 
 The BitLocker recovery password is written only into the WIM on the medium (the ISO
 is mode 0600, like every harness medium holding a secret) and is never logged; the
@@ -66,7 +67,12 @@ RECOVER_TEMPLATE = "windows/recovery/recover.cmd.j2"
 WINPESHL = RECOVERY_DIR / "winpeshl.ini"
 SAMPLE_SCRIPT = RECOVERY_DIR / "remove-bad-content.cmd"
 BOOT_WIM = "sources/boot.wim"
-EFI_BOOT_IMAGES = ("efi/microsoft/boot/efisys_noprompt.bin", "efi/microsoft/boot/efisys.bin")
+NOPROMPT_IMAGE = "efi/microsoft/boot/efisys_noprompt.bin"
+PROMPT_IMAGE = "efi/microsoft/boot/efisys.bin"
+NOPROMPT_LOADER = "efi/microsoft/boot/cdboot_noprompt.efi"
+NOPROMPT_FIX = ("give media that hold efi\\microsoft\\boot\\efisys_noprompt.bin or cdboot_noprompt.efi (every "
+                "Windows 10/11 install ISO has both; the ADK has efisys_noprompt.bin in Deployment Tools\\amd64\\"
+                "Oscdimg: copy it to <media>\\efi\\microsoft\\boot\\)")
 WIM_MAGIC = b"MSWIM\0\0\0"
 PAYLOAD_DIR = "harness"  # X:\harness in the running WinPE
 PASSWORD_FILE = "bitlocker-recovery-password.txt"
@@ -77,6 +83,8 @@ MAX_SCRIPT_BYTES = 64 << 20
 _PASSWORD_RE = re.compile(r"\d{6}(?:-\d{6}){7}")
 WIMTOOLS_FIX = "install Debian's wimtools (apt-get install wimtools)"
 XORRISO_FIX = "install Debian's xorriso (apt-get install xorriso)"
+DOSFS_FIX = "install Debian's dosfstools (apt-get install dosfstools)"
+MTOOLS_FIX = "install Debian's mtools (apt-get install mtools)"
 MEDIA_FIX = ("give the ADK's media directory (`copype amd64 C:\\WinPE_amd64` makes C:\\WinPE_amd64\\media) "
              "or the ISO `MakeWinPEMedia /ISO` makes")
 
@@ -90,7 +98,7 @@ class RecoveryMedium:
     iso: Path
     wim_index: int
     efi_boot_image: str  # its path on the ISO
-    prompts_for_key: bool  # efisys.bin asks "Press any key to boot from CD or DVD"
+    prompts_for_key: bool  # always False: a medium whose loader would ask is refused or remade
     script_name: str
     payload: tuple[str, ...]  # paths added inside the WIM image (no contents: one may be the password)
 
@@ -170,6 +178,42 @@ def _stage_media(media: Path, tree: Path) -> None:
             path.chmod(path.stat().st_mode | stat.S_IWUSR | stat.S_IRUSR | (stat.S_IXUSR if path.is_dir() else 0))
 
 
+def _noprompt_image(tree: Path, media: Path) -> Path:
+    """The El Torito EFI image that boots without "Press any key to boot from CD or DVD".
+
+    efisys.bin's loader (cdboot.efi) waits a few seconds for that key and, when nobody
+    presses one, returns to the firmware, which boots the next device: the looping
+    disk. So: the media's efisys_noprompt.bin; else one made here from the media's
+    cdboot_noprompt.efi (the same FAT image: the loader as \\EFI\\BOOT\\BOOTX64.EFI,
+    the path UEFI firmware starts on removable media); else the medium is refused."""
+    found = _find(tree, NOPROMPT_IMAGE)
+    if found is not None:
+        return found
+    loader = _find(tree, NOPROMPT_LOADER)
+    if loader is not None:
+        return _fat_image_with_loader(loader, loader.parent / "efisys_noprompt.bin")
+    if _find(tree, PROMPT_IMAGE) is not None:
+        raise WinPEMediumError(f"{media}: only efi\\microsoft\\boot\\efisys.bin, whose loader waits for \"Press any "
+                               "key to boot from CD or DVD\" and, with nobody at the keyboard, falls through to the "
+                               f"looping disk: {NOPROMPT_FIX}")
+    raise WinPEMediumError(f"{media}: no EFI boot image (efi\\microsoft\\boot\\efisys_noprompt.bin, "
+                           f"cdboot_noprompt.efi or efisys.bin): {MEDIA_FIX}; a bare boot.wim cannot boot by itself")
+
+
+def _fat_image_with_loader(loader: Path, image: Path) -> Path:
+    """A FAT image holding `loader` as \\EFI\\BOOT\\BOOTX64.EFI (at least a 1.44 MB floppy's
+    size, like efisys.bin; larger when the loader needs it)."""
+    size_kib = max(1440, (loader.stat().st_size >> 10) + 256)
+    for argv in ([_tool("mkfs.vfat", DOSFS_FIX), "-C", "-n", "EFISECTOR", str(image), str(size_kib)],
+                 [_tool("mmd", MTOOLS_FIX), "-i", str(image), "::/EFI", "::/EFI/BOOT"],
+                 [_tool("mcopy", MTOOLS_FIX), "-i", str(image), str(loader), "::/EFI/BOOT/BOOTX64.EFI"]):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise InfraError(f"{image}: {Path(argv[0]).name} failed making the no-prompt EFI boot image: "
+                             f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+    return image
+
+
 def _crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
@@ -230,10 +274,7 @@ def build_winpe_medium(out: Path, media: Path, *, wim: Path | None = None, index
         if boot_wim is None:
             raise WinPEMediumError(f"{media}: no sources\\boot.wim: {MEDIA_FIX}, or pass wim= (a boot.wim "
                                    "or winre.wim) together with the media's boot files")
-        efi_image = next((found for rel in EFI_BOOT_IMAGES if (found := _find(tree, rel)) is not None), None)
-        if efi_image is None:
-            raise WinPEMediumError(f"{media}: no EFI boot image (efi\\microsoft\\boot\\efisys.bin or "
-                                   f"efisys_noprompt.bin): {MEDIA_FIX}; a bare boot.wim cannot boot by itself")
+        efi_image = _noprompt_image(tree, media)
         source_name = str(wim) if wim is not None else f"{media}: sources\\boot.wim"
         count, boot_index = _wim_images(boot_wim, source_name)
         chosen = index if index is not None else (boot_index or 1)
@@ -279,7 +320,7 @@ def build_winpe_medium(out: Path, media: Path, *, wim: Path | None = None, index
             raise InfraError(f"{out}: xorriso could not write the ISO: {proc.stderr.strip()[-800:]}")
         iso.chmod(0o600)
         os.replace(iso, out)
-    return RecoveryMedium(out, chosen, efi_rel, prompts_for_key="noprompt" not in efi_rel.lower(),
+    return RecoveryMedium(out, chosen, efi_rel, prompts_for_key=False,
                           script_name=script.name,
                           payload=tuple(sorted(f"{PAYLOAD_DIR}/{name}" for name in files))
                           + ("Windows/System32/winpeshl.ini",))
