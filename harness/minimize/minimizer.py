@@ -179,10 +179,11 @@ def run_passes(data: bytes, judge: Judge, log: list[dict[str, Any]], say: Progre
     """The format passes (two rounds with the host oracle), then byte-level ddmin."""
     rounds = 2 if judge.oracle.source == "host" else 1
     model = parsable(data)
-    for _ in range(rounds if model is not None else 0):
+    for round_ in range(1, rounds + 1 if model is not None else 1):
         size = len(data)
         for p in FORMAT_PASSES:
-            data, model = _one(p.name, data, judge, log, say, lambda m=model, p=p: p.run(m, judge).to_bytes())
+            name = p.name if round_ == 1 else f"{p.name} (round {round_})"
+            data, model = _one(name, data, judge, log, say, lambda m=model, p=p: p.run(m, judge).to_bytes())
             if model is None:
                 break
         if len(data) == size or model is None:

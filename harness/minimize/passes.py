@@ -67,6 +67,9 @@ def drop_trailing_criteria(cf: ChannelFile, interesting: Interesting) -> Channel
     if any(len(inst.criteria) != cf.fields for inst in cf.instances):
         return cf  # counts that differ from the header's are part of what crashes
     low, high = 0, cf.fields  # invariant: `high` crashes; `low` is assumed not to
+    if high == 0 or not interesting(build(high - 1).to_bytes()):
+        return cf  # the last field is needed (the CF291 shape): one run instead of a bisection
+    high -= 1
     while high - low > 1:
         mid = (low + high) // 2
         if interesting(build(mid).to_bytes()):
