@@ -103,7 +103,7 @@ CRASHES: dict[str, Expected] = {
 }
 HEALTHY = ["good-vulnerable.log", "cf291-field21-hardened.log",
            "body-len-overflow-hardened.log", "payload-len-overflow-hardened.log"]
-ALL_LOGS = sorted(p.name for p in LOGS.glob("*.log"))
+ALL_LOGS = sorted(p.name for p in LOGS.glob("*.log") if not p.name.startswith("captured-"))  # test_crash_linux_captured.py
 
 
 def test_every_captured_log_is_covered_by_a_test() -> None:
