@@ -387,6 +387,60 @@ def test_every_marker_matches_its_line() -> None:
     assert isinstance(WindowsFamily().crash_parser(), WindowsConsoleParser)
 
 
+# --- the driver's own word (boot-marker.ps1 / lib.ps1 Get-DriverWordLines) ----------------------
+
+LIB_PS1 = REPO / "vm-templates" / "windows" / "setup" / "lib.ps1"
+WORD = {"$($Word.Build)": "hardened", "$files": "2", "$($Word.Loaded.Count)": "1",
+        "$($Word.Rejected.Count)": "1", "$($Word.Instances)": "6", "$($Word.Generation)": "1",
+        "$($Word.Status)": "loaded", "$Kind": "LOADED"}
+
+
+def _word_marker_from_lib_ps1() -> str:
+    """The marker line lib.ps1 prints from the driver's status key, its variables filled in."""
+    template = next(line.strip() for line in LIB_PS1.read_text().splitlines()
+                    if '"HARNESS-SENSOR-$Kind' in line)
+    text = template.split('"', 1)[1].rsplit('"', 1)[0]
+    for variable, value in WORD.items():
+        text = text.replace(variable, value)
+    assert "$" not in text, text
+    return text
+
+
+def test_the_driver_word_lines_of_lib_ps1_are_what_the_family_parses() -> None:
+    marker = _word_marker_from_lib_ps1()
+    assert marker.endswith("source=driver")
+    assert MARKERS.sensor_loaded.search(marker)
+    lib = LIB_PS1.read_text()
+    # one line per rejected file, in the Linux sensor's words, from the Rejected multi-string
+    assert '"harness_sensor: $($entry.Substring(0, $cut))`: rejected: $($entry.Substring($cut + 2))"' in lib
+    assert '"harness_sensor: $name`: loaded (reported by the driver)"' in lib
+    assert MARKERS.file_loaded.search("harness_sensor: C-00000291-00000000-00000031.sys: loaded (reported by the "
+                                      "driver)")
+    assert "Parameters\\State" in lib and "HARNESS-BOOT-ERROR sensor: " in lib
+
+
+def test_fltmc_listing_the_filter_is_not_a_healthy_sensor() -> None:
+    """The old startup task's line said nothing about content: it no longer counts as loaded."""
+    assert not MARKERS.sensor_loaded.search("HARNESS-SENSOR-LOADED build=vulnerable files=1 loaded=? rejected=? "
+                                            "source=fltmc")
+    verdict = triage_text("\n".join(SAC_BANNER + ["HARNESS-SENSOR-LOADED build=vulnerable files=1 loaded=? "
+                                                   "rejected=? source=fltmc", "HARNESS-BOOT-COMPLETE"]))
+    assert verdict.verdict != "healthy"
+
+
+def test_the_driver_word_decides_healthy_and_content_rejected() -> None:
+    marker = _word_marker_from_lib_ps1()
+    rejected = ["harness_sensor: C-00000291-00000000-00000031.sys: loaded (reported by the driver)",
+                "harness_sensor: C-00000291-00000000-00000032.sys: rejected: template declares 21 input fields, "
+                "sensor supplies 20 [field-count]", marker, "HARNESS-BOOT-COMPLETE"]
+    verdict = triage_text("\n".join(SAC_BANNER + rejected))
+    assert verdict.verdict == "content-rejected"
+    assert "C-00000291-00000000-00000032.sys (template declares 21 input fields, sensor supplies 20 " \
+           "[field-count])" in verdict.reason
+    healthy = [rejected[0], marker.replace("loaded=1 rejected=1", "loaded=1 rejected=0"), "HARNESS-BOOT-COMPLETE"]
+    assert triage_text("\n".join(SAC_BANNER + healthy)).verdict == "healthy"
+
+
 # --- family detection and the command line ----------------------------------------------------
 
 def test_family_detection() -> None:

@@ -168,7 +168,7 @@ EMS_0X50 = ['<INSTANCE CLASSNAME="BLUESCREEN">',
             '<PROPERTY NAME="STOPCODE" TYPE="string"><VALUE>"0x50"</VALUE></PROPERTY>',
             "</INSTANCE>"]
 SAC = ["Computer is booting, SAC started and initialized.", "SAC>"]
-WIN_HEALTHY = ["HARNESS-SENSOR-LOADED build=vulnerable files=1 loaded=? rejected=? source=fltmc",
+WIN_HEALTHY = ["HARNESS-SENSOR-LOADED build=vulnerable files=1 loaded=1 rejected=0 source=driver",
                "HARNESS-BOOT-COMPLETE"]
 PANICKED = "lifecycle:crashed:panicked"
 

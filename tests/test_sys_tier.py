@@ -307,18 +307,25 @@ def _endless_image(drivers: dict[str, Path], tmp_path: Path, function: str) -> P
 def test_what_unload_leaves_behind_is_reported(drivers: dict[str, Path], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The leak check's own test: with ZwClose and FltReleaseFileNameInformation doing nothing,
-    the handles and the name information the driver let go of are still counted as held."""
+    the handles (files and registry keys) and the name information the driver let go of are
+    still counted as held."""
     from harness.sys_tier.check import run_folder
     from harness.sys_tier.filesystem import FileSystemModel
     from harness.sys_tier.fltmgr import FltMgrModel
 
-    monkeypatch.setattr(FileSystemModel, "_close", lambda self, a: 0)
+    from harness.sys_tier.registry import RegistryModel
+
+    monkeypatch.setattr(FileSystemModel, "close", lambda self, a: 0)
+    monkeypatch.setattr(RegistryModel, "_close", lambda self, a: 0)
     monkeypatch.setattr(FltMgrModel, "_release_name", lambda self, a: None)
     folder = content_dir(tmp_path, {"C-00000291-00000000-00000001.sys": (CONTENT_FIXTURES / "good.sys").read_bytes()})
     leaks = run_folder(folder, "hardened").leaks
     assert sum(leak.startswith("handle ") for leak in leaks) == 2  # the directory and the file
     assert any("(C-00000291-00000000-00000001.sys) not closed" in leak for leak in leaks)
     assert "FLT_FILE_NAME_INFORMATION for \\Device\\NamedPipe\\harness-synthetic not released" in leaks
+    # the status key: Parameters and Parameters\State opened at DriverEntry and after the load
+    assert sum(leak.startswith("registry handle ") and leak.endswith("\\Parameters\\State) not closed")
+               for leak in leaks) == 2
 
 
 @pytest.mark.parametrize("budget", [{"max_instructions": 2_000_000}, {"max_instructions": -1, "timeout_s": 1.0}],

@@ -171,7 +171,8 @@ def test_each_build_names_its_own_interpreter_build(drivers: dict[str, Path], bu
     """The marker line says build=vulnerable or build=hardened: the string comes from CHF_HARDENED."""
     image = drivers[build].read_bytes()
     other = next(b for b in BUILDS if b != build)
-    assert b"HARNESS-SENSOR-LOADED build=%s" in image
+    assert b"HARNESS-SENSOR-%s build=%s" in image  # LOADED at boot, RELOADED through the port
+    assert b"LOADED\0" in image and b"RELOADED\0" in image
     assert build.encode() in image and other.encode() not in image
 
 

@@ -55,7 +55,7 @@ from harness.windows.golden import load_golden
 SAC_BANNER = ['echo "Computer is booting, SAC started and initialized."',
               'echo "Use the ^"ch -?^" command for information about using channels."',
               'echo "SAC>"']
-MARKERS = ['echo "HARNESS-SENSOR-LOADED build=vulnerable files=1 loaded=? rejected=? source=fltmc"',
+MARKERS = ['echo "HARNESS-SENSOR-LOADED build=vulnerable files=1 loaded=1 rejected=0 source=driver"',
            'echo "HARNESS-BOOT-COMPLETE"']
 # PAGE_FAULT_IN_NONPAGED_AREA, as the EMS record reports it (STOP code only).
 EMS_RECORD_0X50 = ['echo "<INSTANCE CLASSNAME=^"BLUESCREEN^">"',

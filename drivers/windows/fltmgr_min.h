@@ -25,6 +25,11 @@
  *   Callback prototypes (PFLT_PRE_OPERATION_CALLBACK, PFLT_FILTER_UNLOAD_CALLBACK,
  *   PFLT_INSTANCE_SETUP_CALLBACK, ...): the matching "callback function"
  *   pages under .../ddi/fltkernel/.
+ *   Communication ports (FltBuildDefaultSecurityDescriptor,
+ *   FltCreateCommunicationPort, FltCloseCommunicationPort, FltCloseClientPort,
+ *   FltFreeSecurityDescriptor, the connect/disconnect/message callbacks,
+ *   FLT_PORT_CONNECT): the nf-/nc-fltkernel-* pages and "Communication between
+ *   user mode and kernel mode" in the file-system minifilter guide.
  *   FltRegisterFilter, FltStartFiltering, FltUnregisterFilter,
  *   FltGetFileNameInformation, FltReleaseFileNameInformation: the
  *   nf-fltkernel-* pages (all exported by FltMgr.sys, library FltMgr.lib).
@@ -48,6 +53,7 @@
 typedef struct _FLT_FILTER *PFLT_FILTER;
 typedef struct _FLT_VOLUME *PFLT_VOLUME;
 typedef struct _FLT_INSTANCE *PFLT_INSTANCE;
+typedef struct _FLT_PORT *PFLT_PORT;
 typedef PVOID PFLT_CONTEXT;
 /* wdm.h of the WDK declares PKTRANSACTION; mingw-w64's does not. */
 typedef struct _KTRANSACTION *PKTRANSACTION;
@@ -64,6 +70,11 @@ typedef ULONG FLT_REGISTRATION_FLAGS;
 #define FLTFL_REGISTRATION_SUPPORT_NPFS_MSFS 0x00000002
 
 #define IRP_MJ_OPERATION_END ((UCHAR)0x80)
+
+/* Communication ports (FltCreateCommunicationPort): the access right a
+ * user-mode FilterConnectCommunicationPort needs. */
+#define FLT_PORT_CONNECT 0x0001
+#define FLT_PORT_ALL_ACCESS (FLT_PORT_CONNECT | STANDARD_RIGHTS_ALL)
 
 typedef ULONG FLT_OPERATION_REGISTRATION_FLAGS;
 typedef ULONG FLT_CALLBACK_DATA_FLAGS;
@@ -236,6 +247,17 @@ typedef struct _FLT_REGISTRATION {
 	PFLT_SECTION_CONFLICT_NOTIFICATION_CALLBACK SectionNotificationCallback;
 } FLT_REGISTRATION, *PFLT_REGISTRATION;
 
+/* Communication port callbacks (nc-fltkernel-pflt_connect_notify,
+ * pflt_disconnect_notify, pflt_message_notify). */
+typedef NTSTATUS(FLTAPI *PFLT_CONNECT_NOTIFY)(PFLT_PORT ClientPort, PVOID ServerPortCookie,
+					      PVOID ConnectionContext, ULONG SizeOfContext,
+					      PVOID *ConnectionPortCookie);
+typedef VOID(FLTAPI *PFLT_DISCONNECT_NOTIFY)(PVOID ConnectionCookie);
+typedef NTSTATUS(FLTAPI *PFLT_MESSAGE_NOTIFY)(PVOID PortCookie, PVOID InputBuffer,
+					      ULONG InputBufferLength, PVOID OutputBuffer,
+					      ULONG OutputBufferLength,
+					      PULONG ReturnOutputBufferLength);
+
 /* --------------------------------------------------------------- functions */
 /* Exported by FLTMGR.SYS; the import library comes from fltmgr.def. */
 
@@ -249,6 +271,18 @@ NTSTATUS FLTAPI FltGetFileNameInformation(
 	PFLT_FILE_NAME_INFORMATION *FileNameInformation);
 VOID FLTAPI FltReleaseFileNameInformation(
 	PFLT_FILE_NAME_INFORMATION FileNameInformation);
+NTSTATUS FLTAPI FltBuildDefaultSecurityDescriptor(PSECURITY_DESCRIPTOR *SecurityDescriptor,
+						  ACCESS_MASK DesiredAccess);
+VOID FLTAPI FltFreeSecurityDescriptor(PSECURITY_DESCRIPTOR SecurityDescriptor);
+NTSTATUS FLTAPI FltCreateCommunicationPort(PFLT_FILTER Filter, PFLT_PORT *ServerPort,
+					   POBJECT_ATTRIBUTES ObjectAttributes,
+					   PVOID ServerPortCookie,
+					   PFLT_CONNECT_NOTIFY ConnectNotifyCallback,
+					   PFLT_DISCONNECT_NOTIFY DisconnectNotifyCallback,
+					   PFLT_MESSAGE_NOTIFY MessageNotifyCallback,
+					   LONG MaxConnections);
+VOID FLTAPI FltCloseCommunicationPort(PFLT_PORT ServerPort);
+VOID FLTAPI FltCloseClientPort(PFLT_FILTER Filter, PFLT_PORT *ClientPort);
 
 /* ------------------------------------------------- layout checks (x64 only) */
 

@@ -75,6 +75,12 @@
 #define HS_NAME_LEN 32u
 #define HS_PIPE_NAME_MAX 1024u
 #define HS_DIR_BUFFER 16384u
+/* The driver's own word for the host (see "Status key" above). */
+#define HS_PARAMETERS L"\\Parameters"
+#define HS_STATE_KEY L"State"
+/* The reload port (see "Online reload" above). */
+#define HS_PORT_NAME L"\\HarnessFltPort"
+#define HS_VERDICT_LEN 200u
 
 #define HS_TAG(a, b, c, d) \
 	((ULONG)(a) | ((ULONG)(b) << 8) | ((ULONG)(c) << 16) | ((ULONG)(d) << 24))
@@ -99,8 +105,10 @@ struct hs_file {
 	ULONG sequence;
 	BOOLEAN is_directory;
 	BOOLEAN has_content; /* content holds a loaded file */
+	BOOLEAN kept;	     /* rejected, last good content kept (hardened reload) */
 	struct chf_content content;
 	char name[HS_NAME_LEN + 1];
+	char verdict[HS_VERDICT_LEN]; /* a rejected file: "<text> [<reason>]" */
 };
 
 /* Why a file was refused: the interpreter's verdict or the driver's own. */
@@ -145,6 +153,11 @@ static struct {
 	volatile LONG content_pending; /* the one content load has not run yet */
 	volatile LONG unloaded;	/* a mandatory unload came first: do nothing */
 	volatile LONG boot_reinit_ran;
+	volatile LONG loading;	/* a load pass runs (1 from DriverEntry to the first) */
+	ULONG generation;	/* load passes done: 1 = the boot's, more = reloads */
+	UNICODE_STRING parameters; /* <service key>\Parameters, pool */
+	PFLT_PORT port;		/* the reload port (server side) */
+	PFLT_PORT client;	/* its one connection */
 } g;
 
 DRIVER_INITIALIZE DriverEntry;
@@ -651,21 +664,206 @@ static void hs_evaluate(const struct hs_event *ev, struct chf_eval *sum)
 	hs_unlock();
 }
 
+/* ----------------------------------------------------------- status key */
+
+/*
+ * The driver's own word, for a host without a kernel debugger: volatile
+ * values under <service key>\Parameters\State (gone at every boot, so a
+ * stale word from the last boot cannot be read as this one's):
+ *   Status     REG_SZ        starting | loaded | empty
+ *   Build      REG_SZ        vulnerable | hardened
+ *   Loaded     REG_MULTI_SZ  "<file>" per loaded file, in load order
+ *   Rejected   REG_MULTI_SZ  "<file>: <text> [<reason>]" per rejected file
+ *                            ("; keeping last good content" when kept)
+ *   Error      REG_SZ        why the content directory could not be read, or ""
+ *   Instances  REG_DWORD     instances in force
+ *   Generation REG_DWORD     load passes done (1: the boot's; more: reloads)
+ *   Finished   REG_DWORD     1 once a load pass and its event evaluation ended
+ * A failure to write is logged and otherwise ignored: the sensor runs on.
+ */
+static NTSTATUS hs_state_open(HANDLE *state)
+{
+	OBJECT_ATTRIBUTES oa;
+	UNICODE_STRING name;
+	HANDLE params;
+	ULONG disposition;
+	NTSTATUS status;
+
+	if (!g.parameters.Buffer)
+		return STATUS_DEVICE_NOT_READY;
+	InitializeObjectAttributes(&oa, &g.parameters, OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
+				   NULL, NULL);
+	status = ZwCreateKey(&params, KEY_CREATE_SUB_KEY, &oa, 0, NULL,
+			     REG_OPTION_NON_VOLATILE, &disposition);
+	if (!NT_SUCCESS(status))
+		return status;
+	RtlInitUnicodeString(&name, HS_STATE_KEY);
+	InitializeObjectAttributes(&oa, &name, OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE, params,
+				   NULL);
+	status = ZwCreateKey(state, KEY_SET_VALUE, &oa, 0, NULL, REG_OPTION_VOLATILE,
+			     &disposition);
+	ZwClose(params);
+	return status;
+}
+
+/* Widen ASCII (bytes over 0x7F become '?') into out; returns chars written. */
+static ULONG hs_widen(const char *s, PWCHAR out)
+{
+	ULONG n = 0;
+
+	for (; *s; s++, n++)
+		if (out)
+			out[n] = (UCHAR)*s < 0x80 ? (WCHAR)(UCHAR)*s : L'?';
+	return n;
+}
+
+static ULONG hs_strlen(const char *s)
+{
+	ULONG n = 0;
+
+	while (s[n])
+		n++;
+	return n;
+}
+
+static NTSTATUS hs_set_value(HANDLE key, PCWSTR value, ULONG type, PVOID data, ULONG bytes)
+{
+	UNICODE_STRING name;
+
+	RtlInitUnicodeString(&name, value);
+	return ZwSetValueKey(key, &name, 0, type, data, bytes);
+}
+
+static NTSTATUS hs_set_dword(HANDLE key, PCWSTR value, ULONG v)
+{
+	return hs_set_value(key, value, REG_DWORD, &v, sizeof(v));
+}
+
+/* REG_SZ of an ASCII string (at most 255 characters). */
+static NTSTATUS hs_set_sz(HANDLE key, PCWSTR value, const char *text)
+{
+	WCHAR buf[256];
+	ULONG n = hs_strlen(text) < 255u ? hs_strlen(text) : 255u;
+	ULONG i;
+
+	for (i = 0; i < n; i++)
+		buf[i] = (UCHAR)text[i] < 0x80 ? (WCHAR)(UCHAR)text[i] : L'?';
+	buf[n] = L'\0';
+	return hs_set_value(key, value, REG_SZ, buf, (n + 1) * sizeof(WCHAR));
+}
+
+/* REG_MULTI_SZ of the loaded (or the rejected) files of the content set. */
+static NTSTATUS hs_set_files(HANDLE key, PCWSTR value, BOOLEAN rejected)
+{
+	const struct hs_file *f;
+	ULONG chars = 1, n = 0;
+	PWCHAR buf;
+	NTSTATUS status;
+
+	for (f = g.files; f; f = f->next)
+		if (rejected ? !f->has_content || f->kept : f->has_content && !f->kept)
+			chars += HS_NAME_LEN + 1 + (rejected ? 2 + hs_strlen(f->verdict) : 0);
+	buf = hs_pool_alloc((chars + 1) * sizeof(WCHAR), HS_TAG_WORK);
+	if (!buf)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	for (f = g.files; f; f = f->next) {
+		if (!(rejected ? !f->has_content || f->kept : f->has_content && !f->kept))
+			continue;
+		n += hs_widen(f->name, buf + n);
+		if (rejected) {
+			n += hs_widen(": ", buf + n);
+			n += hs_widen(f->verdict, buf + n);
+		}
+		buf[n++] = L'\0';
+	}
+	buf[n++] = L'\0';
+	if (n == 1)
+		buf[n++] = L'\0'; /* an empty list: two terminators */
+	status = hs_set_value(key, value, REG_MULTI_SZ, buf, n * sizeof(WCHAR));
+	ExFreePoolWithTag(buf, HS_TAG_WORK);
+	return status;
+}
+
+/* Write the state: `word` alone (full FALSE) or with the content set's
+ * lists (full TRUE: call with the content lock held, shared at least). */
+static void hs_status_write(const char *word, BOOLEAN full, BOOLEAN finished, const char *error)
+{
+	HANDLE key;
+	NTSTATUS status = hs_state_open(&key);
+
+	if (NT_SUCCESS(status)) {
+		status = hs_set_sz(key, L"Status", word);
+		if (NT_SUCCESS(status))
+			status = hs_set_sz(key, L"Build", CHF_BUILD_NAME);
+		if (NT_SUCCESS(status) && full) {
+			status = hs_set_files(key, L"Loaded", FALSE);
+			if (NT_SUCCESS(status))
+				status = hs_set_files(key, L"Rejected", TRUE);
+			if (NT_SUCCESS(status))
+				status = hs_set_sz(key, L"Error", error ? error : "");
+			if (NT_SUCCESS(status))
+				status = hs_set_dword(key, L"Instances",
+						      (ULONG)hs_count_instances(g.files));
+			if (NT_SUCCESS(status))
+				status = hs_set_dword(key, L"Generation", g.generation);
+		}
+		if (NT_SUCCESS(status))
+			status = hs_set_dword(key, L"Finished", finished ? 1u : 0u);
+		ZwClose(key);
+	}
+	if (!NT_SUCCESS(status))
+		hs_log(HS_PREFIX "cannot write the status key (status 0x%08lx)\n", (ULONG)status);
+}
+
+/* Hardened build, on a reload: give the rejected file f the content its name
+ * had before (in the set still in force), so a bad update of a file keeps
+ * the last good instances.  Called with the lock held exclusive. */
+static BOOLEAN hs_keep_last_good(struct hs_file *f)
+{
+#if CHF_HARDENED
+	struct hs_file *old;
+	ULONG i;
+
+	for (old = g.files; old; old = old->next) {
+		if (!old->has_content)
+			continue;
+		for (i = 0; i < HS_NAME_LEN && old->name[i] == f->name[i]; i++)
+			;
+		if (i < HS_NAME_LEN)
+			continue;
+		f->content = old->content;
+		f->has_content = TRUE;
+		f->kept = TRUE;
+		old->has_content = FALSE;
+		return TRUE;
+	}
+#else
+	UNREFERENCED_PARAMETER(f);
+#endif
+	return FALSE;
+}
+
 /* -------------------------------------------------------------- loading */
 
 /*
  * Load the content directory into the content set, then evaluate one
  * synthetic named-pipe event (so content that crashes the interpreter crashes
- * every boot) and print the marker.  PASSIVE_LEVEL, system thread.
+ * every boot), print the marker and write the status key.  `reload`: a
+ * re-read asked through the port; the hardened build then keeps the last good
+ * content of a file whose new bytes are rejected, and of every file when the
+ * directory cannot be read.  PASSIVE_LEVEL; g.loading is held by the caller.
  */
-static void hs_load_content(void)
+static void hs_load_content(BOOLEAN reload)
 {
 	struct hs_file *fresh = NULL, *f, *old;
 	ULONG files = 0, loaded = 0, rejected = 0;
+	BOOLEAN keep_all = FALSE;
 	struct hs_event *ev;
+	struct hs_outcome dir_error;
 	HANDLE dir;
 	NTSTATUS status;
 
+	dir_error.text[0] = '\0';
 	status = hs_open_content_dir(&dir);
 	if (NT_SUCCESS(status)) {
 		status = hs_list_dir(dir, &fresh);
@@ -673,12 +871,17 @@ static void hs_load_content(void)
 			ZwClose(dir);
 	}
 	if (!NT_SUCCESS(status)) {
-		hs_log(HS_PREFIX HS_CONTENT_DIR_A ": cannot read the content directory (status 0x%08lx); "
-		       "running with no content\n", (ULONG)status);
+		keep_all = CHF_HARDENED && reload && g.files != NULL;
+		hs_put_status(hs_refuse(&dir_error, "", "cannot read the content directory (status "),
+			      status);
+		hs_put_str(&dir_error, ")");
+		hs_log(HS_PREFIX HS_CONTENT_DIR_A ": %s; %s\n", dir_error.text,
+		       keep_all ? "keeping last good content" : "running with no content");
 		fresh = NULL;
 	} else {
 		for (f = fresh; f; f = f->next) {
 			struct hs_outcome out;
+			BOOLEAN kept = FALSE;
 
 			files++;
 			hs_load_file(dir, f, &out);
@@ -689,18 +892,41 @@ static void hs_load_content(void)
 				continue;
 			}
 			rejected++;
-			hs_log(HS_PREFIX "%s: rejected: %s [%s]\n", f->name, out.text, out.reason);
+			f->verdict[0] = '\0';
+			{
+				struct hs_outcome v = out;
+
+				hs_put_str(&v, " [");
+				hs_put_str(&v, out.reason);
+				hs_put_str(&v, "]");
+				if (reload) {
+					hs_lock_exclusive();
+					kept = hs_keep_last_good(f);
+					hs_unlock();
+				}
+				if (kept)
+					hs_put_str(&v, "; keeping last good content");
+				for (v.len = 0; v.text[v.len] && v.len + 1 < HS_VERDICT_LEN; v.len++)
+					f->verdict[v.len] = v.text[v.len];
+				f->verdict[v.len] = '\0';
+			}
+			hs_log(HS_PREFIX "%s: rejected: %s [%s]%s\n", f->name, out.text, out.reason,
+			       kept ? "; keeping last good content" : "");
 		}
 		ZwClose(dir);
 	}
 
-	/* The one load pass: the set was empty, nothing is replaced but NULL.
-	 * (A reload path must bring back "keep the last good content" with a
-	 * test of its own: one load pass per boot never has a last good.) */
+	/* Replace the set (files whose content was kept took it with them);
+	 * the hardened build keeps the whole set when the directory is gone. */
 	hs_lock_exclusive();
-	old = g.files;
-	g.files = fresh;
-	InterlockedExchange(&g.instances, hs_count_instances(fresh));
+	if (!keep_all) {
+		old = g.files;
+		g.files = fresh;
+	} else {
+		old = fresh;
+	}
+	InterlockedExchange(&g.instances, hs_count_instances(g.files));
+	g.generation++;
 	hs_unlock();
 	hs_free_files(old);
 
@@ -716,8 +942,12 @@ static void hs_load_content(void)
 		hs_log(HS_PREFIX "named-pipe event: not evaluated (out of memory)\n");
 	}
 	/* The marker starts the line: no prefix. */
-	hs_log("HARNESS-SENSOR-LOADED build=%s files=%lu loaded=%lu rejected=%lu\n",
-	       CHF_BUILD_NAME, files, loaded, rejected);
+	hs_log("HARNESS-SENSOR-%s build=%s files=%lu loaded=%lu rejected=%lu\n",
+	       reload ? "RELOADED" : "LOADED", CHF_BUILD_NAME, files, loaded, rejected);
+	hs_lock_shared();
+	hs_status_write(g.instances ? "loaded" : "empty", TRUE, TRUE,
+			dir_error.text[0] ? dir_error.text : NULL);
+	hs_unlock();
 }
 
 /*
@@ -730,7 +960,9 @@ static void hs_load_content(void)
 static void hs_routine_done(BOOLEAN load)
 {
 	if (load && !g.unloaded && InterlockedExchange(&g.content_pending, 0))
-		hs_load_content();
+		hs_load_content(FALSE);
+	if (load)
+		InterlockedExchange(&g.loading, 0); /* reloads may come now */
 	if (InterlockedDecrement(&g.routines) == 0)
 		ObDereferenceObjectDeferDelete(g.driver);
 }
@@ -773,6 +1005,82 @@ static VOID NTAPI hs_reinit(PDRIVER_OBJECT driver, PVOID context, ULONG count)
 			       CHF_BUILD_NAME);
 	}
 	hs_routine_done(after_boot);
+}
+
+/* ------------------------------------------------------------- the port */
+
+/*
+ * Online reload: a user-mode FilterConnectCommunicationPort to
+ * \HarnessFltPort (administrators and SYSTEM: FltBuildDefaultSecurityDescriptor)
+ * and any FilterSendMessage re-read the content directory in the caller's
+ * thread.  The message's bytes are not read (nothing in them is needed, and a
+ * user buffer would need a probe under __try), nothing is written back: the
+ * answer is the status of the call and the status key.
+ * STATUS_DEVICE_NOT_READY: the first load has not run yet; STATUS_DEVICE_BUSY:
+ * another load pass is running.
+ */
+static NTSTATUS FLTAPI hs_port_connect(PFLT_PORT client, PVOID server_cookie, PVOID context,
+				       ULONG context_size, PVOID *connection_cookie)
+{
+	UNREFERENCED_PARAMETER(server_cookie);
+	UNREFERENCED_PARAMETER(context);
+	UNREFERENCED_PARAMETER(context_size);
+	g.client = client;
+	*connection_cookie = NULL;
+	return STATUS_SUCCESS;
+}
+
+static VOID FLTAPI hs_port_disconnect(PVOID connection_cookie)
+{
+	UNREFERENCED_PARAMETER(connection_cookie);
+	FltCloseClientPort(g.filter, &g.client);
+}
+
+static NTSTATUS FLTAPI hs_port_message(PVOID cookie, PVOID input, ULONG input_size,
+				       PVOID output, ULONG output_size, PULONG returned)
+{
+	UNREFERENCED_PARAMETER(cookie);
+	UNREFERENCED_PARAMETER(input);
+	UNREFERENCED_PARAMETER(input_size);
+	UNREFERENCED_PARAMETER(output);
+	UNREFERENCED_PARAMETER(output_size);
+	*returned = 0;
+	if (g.unloaded)
+		return STATUS_DEVICE_NOT_READY;
+	if (InterlockedCompareExchange(&g.loading, 1, 0) != 0)
+		return g.content_pending ? STATUS_DEVICE_NOT_READY : STATUS_DEVICE_BUSY;
+	hs_log(HS_PREFIX "reload requested (build=%s)\n", CHF_BUILD_NAME);
+	hs_load_content(TRUE);
+	InterlockedExchange(&g.loading, 0);
+	return STATUS_SUCCESS;
+}
+
+static NTSTATUS hs_port_open(void)
+{
+	PSECURITY_DESCRIPTOR sd;
+	OBJECT_ATTRIBUTES oa;
+	UNICODE_STRING name;
+	NTSTATUS status;
+
+	status = FltBuildDefaultSecurityDescriptor(&sd, FLT_PORT_ALL_ACCESS);
+	if (!NT_SUCCESS(status))
+		return status;
+	RtlInitUnicodeString(&name, HS_PORT_NAME);
+	InitializeObjectAttributes(&oa, &name, OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE, NULL, sd);
+	status = FltCreateCommunicationPort(g.filter, &g.port, &oa, NULL, hs_port_connect,
+					    hs_port_disconnect, hs_port_message, 1);
+	FltFreeSecurityDescriptor(sd);
+	if (!NT_SUCCESS(status))
+		g.port = NULL;
+	return status;
+}
+
+static void hs_port_close(void)
+{
+	if (g.port) {
+		FltCloseCommunicationPort(g.port);
+		g.port = NULL;
+	}
 }
 
 /* ------------------------------------------------------ FltMgr callbacks */
@@ -844,6 +1152,10 @@ static void hs_cleanup(void)
 		MmFreeMappingAddress(g.poison, HS_TAG_POISON);
 		g.poison = NULL;
 	}
+	if (g.parameters.Buffer) {
+		ExFreePoolWithTag(g.parameters.Buffer, HS_TAG_WORK);
+		g.parameters.Buffer = NULL;
+	}
 }
 
 static NTSTATUS FLTAPI hs_unload(FLT_FILTER_UNLOAD_FLAGS flags)
@@ -854,7 +1166,8 @@ static NTSTATUS FLTAPI hs_unload(FLT_FILTER_UNLOAD_FLAGS flags)
 	if (g.content_pending && !(flags & FLTFL_FILTER_UNLOAD_MANDATORY))
 		return STATUS_FLT_DO_NOT_DETACH;
 	InterlockedExchange(&g.unloaded, 1);
-	FltUnregisterFilter(g.filter); /* waits for callbacks in progress */
+	hs_port_close();	       /* no new connections */
+	FltUnregisterFilter(g.filter); /* closes the client port, waits for callbacks */
 	g.filter = NULL;
 	hs_cleanup();
 	hs_log(HS_PREFIX "unloaded\n");
@@ -891,7 +1204,22 @@ NTSTATUS NTAPI DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 {
 	NTSTATUS status;
 
-	UNREFERENCED_PARAMETER(registry_path);
+	/* <service key>\Parameters, where the status key goes. */
+	g.parameters.MaximumLength =
+		(USHORT)(registry_path->Length + sizeof(HS_PARAMETERS));
+	g.parameters.Buffer = hs_pool_alloc(g.parameters.MaximumLength, HS_TAG_WORK);
+	if (!g.parameters.Buffer)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	{
+		static const WCHAR suffix[] = HS_PARAMETERS;
+		ULONG i, n = registry_path->Length / sizeof(WCHAR);
+
+		for (i = 0; i < n; i++) /* no memcpy: it would be one more import */
+			g.parameters.Buffer[i] = registry_path->Buffer[i];
+		for (i = 0; i < ARRAYSIZE(suffix); i++)
+			g.parameters.Buffer[n + i] = suffix[i];
+	}
+	g.parameters.Length = (USHORT)(g.parameters.MaximumLength - sizeof(WCHAR));
 
 	status = ExInitializeResourceLite(&g.lock);
 	if (!NT_SUCCESS(status))
@@ -909,8 +1237,11 @@ NTSTATUS NTAPI DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 	status = FltRegisterFilter(driver, &hs_registration, &g.filter);
 	if (!NT_SUCCESS(status))
 		goto fail;
-	status = FltStartFiltering(g.filter);
+	status = hs_port_open();
+	if (NT_SUCCESS(status))
+		status = FltStartFiltering(g.filter);
 	if (!NT_SUCCESS(status)) {
+		hs_port_close();
 		FltUnregisterFilter(g.filter);
 		g.filter = NULL;
 		goto fail;
@@ -921,6 +1252,8 @@ NTSTATUS NTAPI DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 	g.driver = driver;
 	g.routines = 2;
 	g.content_pending = 1;
+	g.loading = 1; /* no reload before the first load */
+	hs_status_write("starting", FALSE, FALSE, NULL);
 	ObReferenceObject(driver);
 	IoRegisterDriverReinitialization(driver, hs_reinit, NULL);
 	IoRegisterBootDriverReinitialization(driver, hs_boot_reinit, NULL);

@@ -21,29 +21,30 @@ What the host reads (design notes, shared/design/windows-notes.md sections 2-3):
   these two lines on Windows Server 2016/2019/2022), Yandex Cloud's serial
   console docs (the same two lines on COM2).  A bugcheck on this port is the EMS
   BLUESCREEN record (`harness.crash.windows`).
-* **The sensor's lines.**  `harnessflt.sys` prints the Linux sensor's lines with
-  DbgPrintEx (drivers/windows/harnessflt.c), which reach a kernel debugger, not
-  a serial port.  **Assumption**: the harness's Windows guest runs a startup task
-  that relays them, unchanged, to COM1 or COM2 (the domain template logs COM2
-  as the marker port):
+* **The sensor's lines: the driver's own word.**  `harnessflt.sys` writes what it
+  loaded, what it rejected and why, and that it finished, as volatile values under
+  its service key (`Parameters\\State`: Status, Loaded, Rejected, Finished, ...;
+  drivers/windows/harnessflt.c "status key", checked on the real image by the sys
+  tier, tests/test_sys_tier_status.py).  The startup task
+  (vm-templates/windows/setup/boot-marker.ps1, lib.ps1 Get-DriverWordLines) prints
+  that word on COM2 in the Linux sensor's lines::
 
-      HARNESS-SENSOR-LOADED build=<vulnerable|hardened> files=F loaded=L rejected=R
-      harness_sensor: <file>: loaded (N instances)
+      harness_sensor: <file>: loaded (reported by the driver)
       harness_sensor: <file>: rejected: <text> [<reason>]
+      HARNESS-SENSOR-LOADED build=<b> files=F loaded=L rejected=R instances=I generation=G status=<s> source=driver
 
-  and prints the same harness lines as the Linux reference guest's init for the
-  rest: `HARNESS-SENSOR-SKIPPED` (safe mode: the boot-start minifilter does not
-  load), `HARNESS-BOOT-COMPLETE`, `HARNESS-SSH-READY`, `HARNESS-BOOT-ERROR
-  <reason>`, `HARNESS-RECOVERY-DONE path=<p> rc=<n>` and `recovery: ...` lines of
-  a recovery script (WinPE's script writes them to COM1 with `echo ... > COM1`,
-  windows-notes.md section 5).  None of these has run on a Windows VM yet.
-  vm-templates/windows/setup/boot-marker.ps1 (being written when this was) prints
-  `HARNESS-SENSOR-LOADED build=... loaded=? rejected=? source=fltmc`,
-  `HARNESS-SENSOR-SKIPPED ...`, `HARNESS-BOOT-COMPLETE` and `HARNESS-SSH-READY` to
-  COM2; these patterns match those lines.  It does not relay the `harness_sensor:`
-  lines, so "content-rejected" cannot be seen on Windows until something does.
-  The SAC banner and the bugcheck arrive on COM1, the markers on COM2: a monitor or
-  `harness triage` must be given both streams.
+  and the online reload (harness/windows/powershell.py RELOAD_SCRIPT) prints the
+  same with `HARNESS-SENSOR-RELOADED`.  `sensor_loaded` needs the numbers: the old
+  `loaded=? rejected=? source=fltmc` line (fltmc lists the filter, nothing says what
+  it read) is not a loaded sensor.  A filter that is listed but wrote no word, or
+  has not finished, is `HARNESS-BOOT-ERROR sensor: ...`.  The task also prints
+  `HARNESS-SENSOR-SKIPPED` (harnessflt not loaded: safe mode),
+  `HARNESS-BOOT-COMPLETE`, `HARNESS-SSH-READY`; a recovery script prints
+  `HARNESS-RECOVERY-DONE path=<p> rc=<n>` and `recovery: ...` lines (WinPE's
+  script writes them to COM1 with `echo ... > COM1`, windows-notes.md section 5).
+  None of these has run on a Windows VM yet.  The SAC banner and the bugcheck
+  arrive on COM1, the markers on COM2: a monitor or `harness triage` must be given
+  both streams.
 
 **How boots are counted.**  SAC is an optional capability that Windows 10/11 do not
 install (the image recipe adds it, setup.ps1 step 'sac'), and a boot-start driver
@@ -108,13 +109,15 @@ def untold_bugcheck(event: str, lineno: int) -> CrashReport:
 MARKERS = ConsoleMarkers(
     # One banner per kernel start (the SAC driver prints it when it loads).
     boot_start=re.compile(re.escape(SAC_BANNER)),
-    # assumed: relayed from harnessflt.sys's DbgPrintEx lines by the startup task
-    sensor_loaded=re.compile(r"HARNESS-SENSOR-(?:LOADED|RELOADED) build=(?P<build>\w+)"),
+    # the driver's word (its status key) printed by the startup task or the reload script:
+    # counts, never fltmc's "loaded=?"
+    sensor_loaded=re.compile(r"HARNESS-SENSOR-(?:LOADED|RELOADED) build=(?P<build>\w+) files=\d+ "
+                             r"loaded=\d+ rejected=\d+"),
     # assumed: the startup task, when harnessflt is not loaded (safe mode)
     sensor_skipped=re.compile(r"HARNESS-SENSOR-SKIPPED"),
     # Windows is up: SAC's CMD channel can be opened (or the startup task said so)
     boot_complete=re.compile(re.escape(SAC_CMD_AVAILABLE) + r"|HARNESS-BOOT-COMPLETE"),
-    # assumed: relayed sensor lines, as on Linux
+    # the driver's word, one line per file, as on Linux
     file_loaded=re.compile(r"harness_sensor: (?P<name>\S+): loaded \("),
     file_rejected=re.compile(r"harness_sensor: (?P<name>\S+): rejected: (?P<reason>.*)$"),
     # assumed: the startup task, once sshd answers

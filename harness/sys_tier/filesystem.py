@@ -83,7 +83,7 @@ class FileSystemModel:
         k.hook("ntoskrnl", "ZwQueryDirectoryFile", 11, self._query_directory)
         k.hook("ntoskrnl", "ZwQueryInformationFile", 5, self._query_information)
         k.hook("ntoskrnl", "ZwReadFile", 9, self._read)
-        k.hook("ntoskrnl", "ZwClose", 1, self._close)
+        k.hook("ntoskrnl", "ZwClose", 1, self.close)
 
     # ------------------------------------------------------------------- names
 
@@ -170,6 +170,7 @@ class FileSystemModel:
 
     def _query_directory(self, a: list[int]) -> int:
         handle, _event, _apc, _ctx, iosb, buf, length, klass, single, pattern, restart = a
+        klass &= 0xFFFFFFFF  # a 32-bit enum in a 64-bit stack slot: the upper half is not the caller's
         h = self.handles.get(handle)
         if h is None:
             return self._io_status(iosb, STATUS_INVALID_HANDLE, 0)
@@ -243,7 +244,8 @@ class FileSystemModel:
             self.reads.append(h.host.name)
         return self._io_status(iosb, STATUS_SUCCESS, len(chunk))
 
-    def _close(self, a: list[int]) -> int:
+    def close(self, a: list[int]) -> int:
+        """ZwClose of a file handle (the registry model hands it the handles that are not keys)."""
         if self.handles.pop(a[0], None) is None:
             return STATUS_INVALID_HANDLE
         return STATUS_SUCCESS

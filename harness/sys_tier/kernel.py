@@ -220,7 +220,12 @@ class Kernel:
         """Call a driver routine with `args` (x64 calling convention) until it returns or stops."""
         self.emu.run_complete = False
         self.emu.emu_complete = False
-        self.se.call(addr, list(args))
+        args = list(args)
+        if len(args) > 4:
+            # speakeasy pushes the fifth argument on right above the return address; the x64
+            # convention has the 32-byte home space between them: four zero slots make it.
+            args = args[:4] + [0, 0, 0, 0] + args[4:]
+        self.se.call(addr, args)
         return self._result(self.emu.runs[-1] if self.emu.runs else None)
 
     def _result(self, run: Any) -> CallResult:

@@ -7,6 +7,11 @@ Order, as Windows runs a boot-start minifilter:
 A driver started after boot (`boot_start=False`, as `fltmc load`) sees IoGetBootDiskInformation
 say STATUS_TOO_LATE from the start and never has its boot reinitialization queue run.
 `unload_before_boot_reinit` unloads the filter (mandatory) while the boot queue is still waiting.
+`reload_from` (a host folder) replaces the content folder after the pre-create callback and asks
+the driver to re-read it online, as the harness does in a guest: connect to the driver's
+communication port, send one message, close the connection (then the unload as before).
+What the driver wrote under its service key (Parameters\\State, its own word for the host) is
+read back at the end of the run: `SysRun.driver_status`.
 
 The first stop ends the run, as it stops a machine: a bugcheck (a fault in the driver, a
 misuse the kernel catches), or `hang` when a call outlives the instruction or time budget.
@@ -30,6 +35,8 @@ from .imports import bind_imports
 from .iomanager import IoManagerModel
 from .kernel import CallResult, Kernel
 from .memory import MemoryModel
+from .ports import CommPortModel
+from .registry import RegistryModel
 from .symbols import Symbols
 
 VENDOR_DIR = "HarnessSensor"
@@ -46,6 +53,9 @@ IRP_MJ_CREATE_NAMED_PIPE = 0x01
 DEFAULT_MAX_INSTRUCTIONS = 200_000_000
 DEFAULT_TIMEOUT_S = 60.0
 IMAGE_BASE = 0x140000000
+PORT_NAME = "\\HarnessFltPort"  # drivers/windows/harnessflt.c HS_PORT_NAME
+RELOAD_MESSAGE = b"RELD"  # any message asks for a reload; what the guest's PowerShell sends
+STATE_KEY = "Parameters\\State"
 
 
 @dataclass
@@ -86,6 +96,9 @@ class SysRun:
     reservation: dict[str, Any] | None = None
     image_unloaded: bool = False
     seconds: float = 0.0
+    driver_status: dict[str, Any] | None = None  # the values under <service>\Parameters\State
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    reload: dict[str, Any] | None = None  # the online reload's answer, when one was asked
 
 
 class Runner:
@@ -93,10 +106,12 @@ class Runner:
                  unload_before_boot_reinit: bool = False, vendor: str = VENDOR_DIR,
                  max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
                  timeout_s: float = DEFAULT_TIMEOUT_S, listing_entries: int = 3,
-                 boot_queue_first: bool = False) -> None:
+                 boot_queue_first: bool = False, reload_from: Path | None = None) -> None:
         self.sys_path = sys_path
         self.boot_start = boot_start
         self.unload_early = unload_before_boot_reinit
+        self.reload_from = reload_from
+        self.reload: dict[str, Any] | None = None
         self.boot_queue_first = boot_queue_first  # the other order of the two queues during boot
         self.k = Kernel(sys_path, timeout_s=timeout_s, max_instructions=max_instructions)
         self.timeout_s = timeout_s
@@ -108,7 +123,11 @@ class Runner:
         self.flt = FltMgrModel(self.k)
         self.io = IoManagerModel(self.k, booted=not boot_start)
         self.executive = ExecutiveModel(self.k)
-        for model in (self.console, self.memory, self.fs, self.flt, self.io, self.executive):
+        self.registry = RegistryModel(self.k, sys_path.stem, close_other=self.fs.close)
+        self.ports = CommPortModel(self.k, self.flt)
+        # the registry after the file model: ZwClose goes to it first, file handles fall through
+        for model in (self.console, self.memory, self.fs, self.flt, self.io, self.executive, self.registry,
+                      self.ports):
             model.install()
         bind_imports(self.k, sys_path)
         self.steps: list[Step] = []
@@ -118,11 +137,13 @@ class Runner:
         self.filter_unloaded = False
         self._calls_seen = 0
 
-    def configure(self, content_dir: Path, *, boot_start: bool, unload_before_boot_reinit: bool) -> None:
+    def configure(self, content_dir: Path, *, boot_start: bool, unload_before_boot_reinit: bool,
+                  reload_from: Path | None = None) -> None:
         """Point a machine that has not run yet at another content folder and scenario."""
         self.fs.host = content_dir
         self.boot_start = boot_start
         self.unload_early = unload_before_boot_reinit
+        self.reload_from = reload_from
         self.io.booted = not boot_start
 
     # ------------------------------------------------------------------ the run
@@ -137,11 +158,12 @@ class Runner:
                 reservation = {"tag": res.tag, "base": f"{res.base:#x}", "size": res.size,
                                "mapped": res.mapped}
         leaks = [] if self.stop else (self.memory.leaks() + self.fs.leaks() + self.flt.leaks()
-                                          + self.executive.leaks())
+                                          + self.executive.leaks() + self.registry.leaks() + self.ports.leaks())
         return SysRun(self.sys_path, self.console.flush(), self.steps, self.stop, list(self.fs.reads),
                       self.flt.registration_json(self.symbols.name), self.flt.registration_error,
                       self.instances, leaks, region, reservation, self.image_unloaded,
-                      time.monotonic() - started)
+                      time.monotonic() - started, self.registry.values(STATE_KEY), self.ports.to_json(),
+                      self.reload)
 
     def _lifecycle(self) -> None:
         t = time.monotonic()
@@ -181,7 +203,36 @@ class Runner:
                 context = self.k.alloc(8, "flt.completion")
                 if not self._call("pre-create (IRP_MJ_CREATE_NAMED_PIPE)", pre, [data, related, context]):
                     return
+        if self.reload_from is not None and not self._reload(self.reload_from):
+            return
         self._unload(mandatory=False)
+
+    def _reload(self, folder: Path) -> bool:
+        """The guest's online reload: the content folder changes, then a client connects to the
+        driver's port, sends one message and closes its handle."""
+        self.fs.host = folder
+        connect = self.ports.connect(PORT_NAME)
+        if connect is None:
+            self.reload = {"status": None, "error": f"no communication port {PORT_NAME} to connect to"}
+            return True
+        if not self._call("port connect", *connect):
+            return False
+        status = self.steps[-1].status or 0
+        if status & 0x80000000:
+            self.reload = {"status": f"{status:#010x}", "error": "the driver refused the connection"}
+            return True
+        cookie = self.k.u64(connect[1][4])
+        message = self.ports.message(PORT_NAME, RELOAD_MESSAGE, cookie)
+        if message is None:
+            self.reload = {"status": None, "error": "the port takes no messages"}
+        else:
+            if not self._call("port message (reload)", *message):
+                return False
+            status = self.steps[-1].status or 0
+            self.reload = {"status": f"{status:#010x}", "error": None if not status & 0x80000000 else
+                           "the driver refused the reload"}
+        disconnect = self.ports.disconnect(PORT_NAME, cookie)
+        return disconnect is None or self._call("port disconnect", *disconnect)
 
     def _driver_queue(self, driver: int) -> bool:
         for r in self.io.take(boot=False):

@@ -29,7 +29,7 @@ class Zygote:
         self._runner = Runner(sys_path, _PLACEHOLDER, **kernel_options)
 
     def run(self, content_dir: Path, *, boot_start: bool = True,
-            unload_before_boot_reinit: bool = False) -> SysRun:
+            unload_before_boot_reinit: bool = False, reload_from: Path | None = None) -> SysRun:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: run, report, exit without running the parent's atexit hooks
@@ -37,7 +37,8 @@ class Zygote:
             status = 0
             try:
                 self._runner.configure(content_dir, boot_start=boot_start,
-                                       unload_before_boot_reinit=unload_before_boot_reinit)
+                                       unload_before_boot_reinit=unload_before_boot_reinit,
+                                       reload_from=reload_from)
                 payload = pickle.dumps(("ok", self._runner.run()))
             except HarnessError as exc:
                 payload = pickle.dumps(("error", exc))

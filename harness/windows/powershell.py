@@ -66,6 +66,54 @@ try {{
 }}
 """
 
+# The online reload (drivers/windows/harnessflt.c, "the port"): connect to the driver's FltMgr
+# communication port through fltlib.dll (P/Invoke from Add-Type: no tool to install on the
+# guest), send one message, close the handle.  The driver re-reads its content directory in
+# that call; the hardened build keeps the last good content of a file whose update is bad.
+# Then the driver's new word (lib.ps1 Get-DriverWord, the status key) goes to COM2 and stdout
+# in the lines the Windows family parses, with HARNESS-SENSOR-RELOADED.  Not unload + load:
+# that would throw the last good content away.  fltlib's calls return an HRESULT:
+# 0x80070015 (ERROR_NOT_READY, from STATUS_DEVICE_NOT_READY) when the first load has not run,
+# 0x800700AA (ERROR_BUSY, from STATUS_DEVICE_BUSY) while another load pass runs.
+PORT_NAME = "\\HarnessFltPort"
+RELOAD_SCRIPT = """\
+. (Join-Path 'C:\\harness' 'lib.ps1')
+Add-Type -TypeDefinition @'
+using System;
+using System.Runtime.InteropServices;
+public static class HarnessFltPort {
+    [DllImport("fltlib.dll", CharSet = CharSet.Unicode)]
+    public static extern int FilterConnectCommunicationPort(string portName, uint options, IntPtr context,
+        ushort sizeOfContext, IntPtr securityAttributes, out IntPtr port);
+    [DllImport("fltlib.dll")]
+    public static extern int FilterSendMessage(IntPtr port, byte[] inBuffer, uint inBufferSize,
+        IntPtr outBuffer, uint outBufferSize, out uint bytesReturned);
+    [DllImport("kernel32.dll")]
+    public static extern bool CloseHandle(IntPtr handle);
+}
+'@
+$port = [IntPtr]::Zero
+$hr = [HarnessFltPort]::FilterConnectCommunicationPort($PortName, 0, [IntPtr]::Zero, 0, [IntPtr]::Zero, [ref]$port)
+if ($hr -ne 0) { throw ('FilterConnectCommunicationPort({0}) failed: HRESULT 0x{1:X8}' -f $PortName, $hr) }
+try {
+    $message = [System.Text.Encoding]::ASCII.GetBytes('RELD')
+    $returned = [uint32]0
+    $hr = [HarnessFltPort]::FilterSendMessage($port, $message, [uint32]$message.Length, [IntPtr]::Zero, 0, [ref]$returned)
+    if ($hr -ne 0) { throw ('FilterSendMessage({0}) failed: HRESULT 0x{1:X8}' -f $PortName, $hr) }
+} finally {
+    [void][HarnessFltPort]::CloseHandle($port)
+}
+foreach ($line in (Get-DriverWordLines -Word (Get-DriverWord) -Listed $true -Kind 'RELOADED')) {
+    Write-HarnessLine -Line $line -LogName 'reload.log'
+    Write-Output $line
+}
+"""
+
+
+def reload_command_line() -> str:
+    """The SSH command line of the online reload (RELOAD_SCRIPT with the port name)."""
+    return powershell_command_line(RELOAD_SCRIPT, {"PortName": PORT_NAME})
+
 
 class PowerShellError(HarnessError):
     """A PowerShell command cannot be made (too long, a bad variable name) or it failed."""

@@ -1,11 +1,15 @@
 # boot-marker.ps1: the startup task (HarnessBootMarker, SYSTEM, at every boot).
 #
 # Writes to COM2 (and C:\harness\boot.log), in this order:
-#   HARNESS-SENSOR-LOADED build=<build> files=<F> loaded=? rejected=? source=fltmc
-#       when `fltmc filters` lists harnessflt; F counts C-00000291-*.sys in
-#       %SystemRoot%\System32\drivers\HarnessSensor. Which files the driver
-#       loaded or rejected is NOT known here: its DbgPrintEx lines reach only a
-#       kernel debugger, hence "?" (never a number);
+#   the driver's own word (lib.ps1 Get-DriverWord: the volatile values harnessflt.sys
+#   writes under HKLM\SYSTEM\CurrentControlSet\Services\harnessflt\Parameters\State),
+#   when `fltmc filters` lists harnessflt and the driver says Finished=1:
+#     harness_sensor: <file>: loaded (reported by the driver)
+#     harness_sensor: <file>: rejected: <text> [<reason>]
+#     HARNESS-SENSOR-LOADED build=<b> files=F loaded=L rejected=R instances=I generation=G status=<s> source=driver
+#   (the Windows family's healthy / content-rejected rules read these lines);
+#   HARNESS-BOOT-ERROR sensor: ...  when the filter is listed but the driver wrote no
+#       status or has not finished reading its content (waits up to 60 s for it);
 #   HARNESS-SENSOR-SKIPPED build=<build> files=<F> source=fltmc
 #       when harnessflt is not loaded (e.g. Safe Mode, if this task runs there);
 #   HARNESS-BOOT-COMPLETE
@@ -14,8 +18,8 @@
 #                                the harness pins for this boot's SSH sessions
 #   HARNESS-SSH-READY            once the sshd service runs (waits up to 120 s)
 # During the golden-image build only (C:\harness\verify-pending exists, left by
-# setup.ps1): the sensor must be loaded, then HARNESS-IMAGE-READY and a shutdown;
-# otherwise HARNESS-SETUP-ERROR verify: ... and the machine stays up.
+# setup.ps1): the sensor must be loaded and have finished, then HARNESS-IMAGE-READY
+# and a shutdown; otherwise HARNESS-SETUP-ERROR verify: ... and the machine stays up.
 
 . (Join-Path $PSScriptRoot 'lib.ps1')
 
@@ -23,7 +27,15 @@ function Write-Boot([string]$Line) { Write-HarnessLine -Line $Line -LogName 'boo
 
 $state = Get-SensorState
 if ($state.Loaded) {
-    Write-Boot "HARNESS-SENSOR-LOADED build=$($state.Build) files=$($state.Files) loaded=? rejected=? source=fltmc"
+    # The content is read at boot-driver reinitialization, long before this task
+    # runs; the wait covers a driver started late (or a slow disk).
+    $word = Get-DriverWord
+    $wordDeadline = (Get-Date).AddSeconds(60)
+    while (($null -eq $word -or $word.Finished -ne 1) -and (Get-Date) -lt $wordDeadline) {
+        Start-Sleep -Seconds 2
+        $word = Get-DriverWord
+    }
+    foreach ($line in (Get-DriverWordLines -Word $word -Listed $true)) { Write-Boot $line }
 } else {
     Write-Boot "HARNESS-SENSOR-SKIPPED build=$($state.Build) files=$($state.Files) source=fltmc"
 }
@@ -50,8 +62,12 @@ if (Test-Path -LiteralPath $pending) {
         Write-HarnessLine -Line 'HARNESS-SETUP-ERROR verify: harnessflt is not in fltmc filters after the reboot (test signing off, Secure Boot on, or the driver failed to load: see System event log)'
         exit 1
     }
+    if ($null -eq $word -or $word.Finished -ne 1) {
+        Write-HarnessLine -Line 'HARNESS-SETUP-ERROR verify: harnessflt is loaded but did not report finishing its content load (Parameters\State)'
+        exit 1
+    }
     Remove-Item -LiteralPath $pending -Force
-    Write-HarnessLine -Line 'HARNESS-SETUP verify ok: harnessflt loaded at boot'
+    Write-HarnessLine -Line "HARNESS-SETUP verify ok: harnessflt loaded at boot (status=$($word.Status))"
     Write-HarnessLine -Line 'HARNESS-IMAGE-READY'
     Stop-Computer -Force
 }

@@ -66,8 +66,55 @@ function Invoke-Step {
     Write-SetupLog "step $Name ok"
 }
 
-# The sensor's state after boot, from fltmc (the driver's own DbgPrintEx lines
-# reach a kernel debugger only, never a serial port).
+# The driver's own word (drivers/windows/harnessflt.c, "status key"): the volatile
+# values it writes under its service key, Parameters\State. $null when the key is
+# not there (the driver did not run this boot, or is an older build).
+$DriverStateKey = 'HKLM:\SYSTEM\CurrentControlSet\Services\harnessflt\Parameters\State'
+
+function Get-DriverWord {
+    $values = Get-ItemProperty -LiteralPath $DriverStateKey -ErrorAction SilentlyContinue
+    if ($null -eq $values) { return $null }
+    return [pscustomobject]@{
+        Status     = [string]$values.Status
+        Build      = [string]$values.Build
+        Finished   = [int]$values.Finished
+        Loaded     = @($values.Loaded | Where-Object { $_ })
+        Rejected   = @($values.Rejected | Where-Object { $_ })
+        Error      = [string]$values.Error
+        Instances  = [int]$values.Instances
+        Generation = [int]$values.Generation
+    }
+}
+
+# The driver's word as the lines the Windows family parses (harness/families/windows.py),
+# the same lines the Linux sensor prints: one per file, then the marker with
+# source=driver. A driver that is loaded but has not finished (or wrote nothing) gets
+# HARNESS-BOOT-ERROR instead: fltmc listing the filter is not "healthy".
+function Get-DriverWordLines {
+    param($Word, [bool]$Listed, [string]$Kind = 'LOADED')
+    if (-not $Listed) { return @() }
+    if ($null -eq $Word) {
+        return @('HARNESS-BOOT-ERROR sensor: harnessflt is loaded but wrote no status (no Parameters\State key)')
+    }
+    if ($Word.Finished -ne 1) {
+        return @("HARNESS-BOOT-ERROR sensor: harnessflt is loaded but has not finished reading its content (Status=$($Word.Status))")
+    }
+    $lines = @()
+    foreach ($name in $Word.Loaded) { $lines += "harness_sensor: $name`: loaded (reported by the driver)" }
+    foreach ($entry in $Word.Rejected) {
+        $cut = $entry.IndexOf(': ')
+        if ($cut -gt 0) { $lines += "harness_sensor: $($entry.Substring(0, $cut))`: rejected: $($entry.Substring($cut + 2))" }
+    }
+    if ($Word.Error) {
+        $lines += "harness_sensor: \SystemRoot\System32\drivers\HarnessSensor: $($Word.Error)"
+    }
+    $files = $Word.Loaded.Count + $Word.Rejected.Count
+    $lines += "HARNESS-SENSOR-$Kind build=$($Word.Build) files=$files loaded=$($Word.Loaded.Count) rejected=$($Word.Rejected.Count) instances=$($Word.Instances) generation=$($Word.Generation) status=$($Word.Status) source=driver"
+    return $lines
+}
+
+# Whether harnessflt is loaded, from fltmc (the driver's DbgPrintEx lines reach a
+# kernel debugger only; what it loaded comes from Get-DriverWord).
 function Get-SensorState {
     $filters = & fltmc.exe filters 2>&1 | Out-String
     $loaded = $filters -match '(?im)^\s*harnessflt\s'
