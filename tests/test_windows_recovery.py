@@ -629,3 +629,110 @@ def test_safe_mode_is_staged_offline_on_the_esp_and_the_windows_volume(tmp_path:
                                                                            "Winlogon").items() if v.type == 1}
     assert winlogon == {"AutoAdminLogon": "1", "DefaultUserName": "harness", "DefaultPassword": "pa55-word"}
     assert (out / "safe-mode.ps1").read_bytes() == safe_mode_files(None, bad_update_list(BAD))["safe-mode.ps1"]
+
+
+# ------------------------------------------------------------------ hive transaction logs
+
+
+def _log_entry(sequence: int, bins_size: int, pages: list[tuple[int, bytes]]) -> bytes:
+    """An HvLE entry (msuhanov/regf "New format"): header, page references, pages; 512-aligned."""
+    refs = b"".join(struct.pack("<II", offset, len(data)) for offset, data in pages)
+    body = refs + b"".join(data for _, data in pages)
+    size = (40 + len(body) + 511) & ~511
+    header = struct.pack("<4sIIIII8s8s", b"HvLE", size, 0, sequence, bins_size, len(pages), b"\0" * 8, b"\0" * 8)
+    return (header + body).ljust(size, b"\0")
+
+
+def _dirty_hive_with_log(tmp_path: Path) -> tuple[Path, Path, Path, int]:
+    from harness.windows.hivelog import header_checksum
+
+    """SOFTWARE as Windows may leave it after a bugcheck: RunOnce "Pending" written to the
+    log (entry = the primary's secondary sequence number) but not to the primary, whose
+    sequence numbers differ; LOG2 holds an older, already applied entry."""
+    base = bcd.write_empty_hive(tmp_path / "base", "ROOT", "SOFTWARE")
+    bcd.write_values(base, RUNONCE_KEY, {"Earlier": bcd.string_value("C:\\earlier.exe")})
+    after = tmp_path / "after"
+    shutil.copyfile(base, after)
+    bcd.write_values(after, RUNONCE_KEY, {"Pending": bcd.string_value("C:\\pending.exe")})
+    old, new = base.read_bytes(), after.read_bytes()
+    sequence = struct.unpack_from("<I", old, 8)[0]
+    pages = [(offset - 4096, new[offset:offset + 4096]) for offset in range(4096, len(new), 4096)
+             if old[offset:offset + 4096] != new[offset:offset + 4096]]
+    assert pages
+    hive = tmp_path / "SOFTWARE"
+    primary = bytearray(old)
+    struct.pack_into("<I", primary, 4, sequence + 1)  # a write began and never ended
+    struct.pack_into("<I", primary, 508, header_checksum(bytes(primary[:512])))
+    hive.write_bytes(bytes(primary))
+    log1, log2 = tmp_path / "SOFTWARE.LOG1", tmp_path / "SOFTWARE.LOG2"
+    bins = struct.unpack_from("<I", new, 40)[0]
+    log1.write_bytes(old[:512] + _log_entry(sequence, bins, pages))
+    # stale: an earlier sequence number, pages that would undo the pending change if applied
+    log2.write_bytes(old[:512] + _log_entry(sequence - 1, struct.unpack_from("<I", old, 40)[0],
+                                            [(4096, b"\0" * 4096)]))
+    return hive, log1, log2, sequence
+
+
+def test_a_hive_with_pending_log_entries_is_replayed_then_edited(tmp_path: Path) -> None:
+    from harness.windows.hivelog import inspect_hive, prepare_for_edit
+
+    require_tool("hivexsh", HIVEX_FIX)
+    hive, log1, log2, sequence = _dirty_hive_with_log(tmp_path)
+    state = inspect_hive(hive, [log1, log2])
+    assert state.dirty and [e.sequence for e in state.pending] == [sequence]
+    assert [e.sequence for e in state.entries] == [sequence, sequence - 1]
+    # hivex alone sees the stale primary: the pending value is not there
+    assert "Pending" not in bcd.read_values(hive, RUNONCE_KEY)
+
+    ready = prepare_for_edit(hive, [log1, log2], tmp_path / "work")
+    assert ready.hive == tmp_path / "work" / "SOFTWARE.replayed" and ready.replayed == 1
+    head = ready.hive.read_bytes()[:512]
+    assert struct.unpack_from("<II", head, 4) == (sequence + 1, sequence + 1)
+    # no entry left in the logs is pending for the replayed hive
+    assert not inspect_hive(ready.hive, [log1, log2]).needs_replay
+    values = {n: v.text() for n, v in bcd.read_values(ready.hive, RUNONCE_KEY).items()}
+    assert values == {"Earlier": "C:\\earlier.exe", "Pending": "C:\\pending.exe"}
+    bcd.write_values(ready.hive, RUNONCE_KEY, {RUNONCE_NAME: bcd.string_value(RUNONCE_COMMAND)})
+    reg = regipy_hive(ready.hive)
+    got = {v.name: v.value for v in reg.get_key(f"\\{RUNONCE_KEY}").iter_values()}
+    assert got == {"Earlier": "C:\\earlier.exe", "Pending": "C:\\pending.exe", RUNONCE_NAME: RUNONCE_COMMAND}
+    assert hive.read_bytes()[4:12] == struct.pack("<II", sequence + 1, sequence)  # the original is untouched
+
+
+def test_a_clean_hive_with_only_older_log_entries_is_edited_as_it_is(tmp_path: Path) -> None:
+    from harness.windows.hivelog import prepare_for_edit
+
+    hive, log1, log2, sequence = _dirty_hive_with_log(tmp_path)
+    clean = tmp_path / "clean"
+    shutil.copyfile(tmp_path / "base", clean)  # sequence numbers equal
+    log1.unlink()
+    ready = prepare_for_edit(clean, [log1, log2], tmp_path / "work")  # LOG2's entry is older
+    assert (ready.hive, ready.replayed) == (clean, 0)
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("gap", "pending transaction log entries [{s}, {s2}] do not follow one another from the hive's sequence "
+            "number {s}"),
+    ("no-logs", "the hive is dirty (sequence numbers {s1} and {s} differ) and no log beside it holds what is "
+                "missing (logs: none)"),
+    ("garbage", "not a transaction log this code reads"),
+])
+def test_a_hive_whose_logs_cannot_be_replayed_is_refused_with_the_fix(tmp_path: Path, damage: str,
+                                                                      words: str) -> None:
+    from harness.windows.hivelog import HiveLogError, prepare_for_edit
+
+    hive, log1, log2, s = _dirty_hive_with_log(tmp_path)
+    if damage == "gap":
+        data = log1.read_bytes()
+        log1.write_bytes(data + _log_entry(s + 2, struct.unpack_from("<I", data[512 + 16:], 0)[0], []))
+    elif damage == "no-logs":
+        log1.unlink()
+        log2.unlink()
+    else:
+        log1.write_bytes(b"\0" * 512 + b"garbage!" * 64)
+    with pytest.raises(HiveLogError) as caught:
+        prepare_for_edit(hive, [log1, log2], tmp_path / "work")
+    message = str(caught.value)
+    assert words.format(s=s, s1=s + 1, s2=s + 2) in message
+    assert "use the recovery-env path instead (WinPE deletes the content file and edits no hive)" in message
+    assert message.startswith(str(log1 if damage == "garbage" else hive))
