@@ -139,6 +139,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     proc = run_harness("minimize", missing, "-o", tmp_path / "out.sys")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"harness: error: {missing}: no such file"]
+    nowhere = tmp_path / "no-dir" / "out.sys"
+    proc = run_harness("minimize", CONTENT_FIXTURES / "cf291-field21.sys", "-o", nowhere)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert f"{nowhere}: give an output file in an existing directory" in proc.stderr
 
 
 @pytest.mark.vm

@@ -102,6 +102,8 @@ class Minimizer:
     def run(self, path: Path, output: Path) -> Minimized:
         started = time.monotonic()
         data = read_content_file(path)
+        if output.is_dir() or not output.parent.is_dir():
+            raise InputFileError(f"{output}: give an output file in an existing directory (-o DIR/NAME.sys)")
         name = path.name if FILE_NAME.match(path.name) else file_name(291, 0, 1)
         with tempfile.TemporaryDirectory(prefix="harness-minimize-") as tmp:
             host = HostOracle(self.build, Path(tmp), name) if self.host_ok else None
@@ -167,8 +169,8 @@ class Minimizer:
             disagree = (f"; the host build predicts a crash in {host_crash.function}, the VM disagrees"
                         if host_crash else "")
             raise InputFileError(
-                f"{path}: does not crash on the {vm.build} sensor ({vm.last_verdict}){disagree}: nothing to "
-                f"minimise; give a file that crashes it (check with: harness reproduce {path})")
+                f"{path}: does not crash on the {vm.build} sensor: nothing to minimise (the VM: "
+                f"{vm.last_verdict}{disagree}); give a file that crashes it (check: harness reproduce {path})")
         self.say(f"{path}: the VM crashes: {vm_crash.title} (in {vm_crash.function})")
         judge = Judge(vm, vm_crash, data, self.max_vm_boots)
         judge.memo[hashlib.sha256(data).digest()] = vm_crash
