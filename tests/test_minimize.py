@@ -124,6 +124,20 @@ def test_the_format_passes_shrink_a_cf291_style_file_to_its_culprit(case: str, t
                                                       "drop trailing criteria", "shorten payloads"]
 
 
+def test_an_instance_with_more_criteria_than_the_header_declares_is_reduced_by_the_format_passes() -> None:
+    cf = parse(cf291_style(ids=[5, 6, 7, 8], fields=21, victim=2, bad_index=20, seed=1))
+    for n, inst in enumerate(cf.instances):
+        if n != 2:
+            inst.criteria = inst.criteria[:20]
+    cf.fields = 20  # the header matches the sensor; instance id 7 alone declares 21 criteria
+    data = cf.to_bytes()
+    result = minimize_on_host(data)
+    assert result.passes[0]["pass"] == "drop instances" and len(result.data) <= 100 < len(data)
+    assert result.crash.function == "chf_match_criterion"
+    assert result.culprit["instance_id"] == 7 and result.culprit["criterion_index"] == 20
+    assert "the header declares 20 fields, the instance 21" in result.culprit["summary"]
+
+
 def test_an_unparsable_crashing_file_is_reduced_byte_by_byte() -> None:
     good = cf291_style(ids=[1, 2, 3], fields=20, victim=-1, bad_index=0, seed=3)
     cut = truncated(good, random.Random(5))  # body_len still declares the whole body: read past the end

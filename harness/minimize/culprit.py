@@ -47,7 +47,9 @@ def _structural(cf: ChannelFile, original: ChannelFile | None) -> dict[str, Any]
         original_index = next((k for k, o in enumerate(original.instances) if o.id == inst.id), None)
     where = f" (instance {original_index} of {len(original.instances)} in the input)" if original and \
         original_index is not None else ""
-    summary = (f"instance id {inst.id}{where}: the criterion at index {i}, i.e. field {i + 1} of {cf.fields}, "
+    count = len(inst.criteria)
+    header = "" if count == cf.fields else f" (the header declares {cf.fields} fields, the instance {count})"
+    summary = (f"instance id {inst.id}{where}: the criterion at index {i}, i.e. field {i + 1} of {count}{header}, "
                f"is {_kind(crit.kind)} (not a wildcard), but the sensor supplies only {SENSOR_INPUTS} input "
                f"values, so the interpreter reads input {i + 1} from the guard slot past the input array")
     if len(hits) > 1:

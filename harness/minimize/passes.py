@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..content.format import HEADER_SIZE, ChannelFile, Criterion, Kind, scan
+from ..content.format import HEADER_SIZE, ChannelFile, Criterion, Instance, Kind, scan
 from .ddmin import ddmin
 
 Interesting = Callable[[bytes], bool]
@@ -59,14 +59,12 @@ def drop_trailing_criteria(cf: ChannelFile, interesting: Interesting) -> Channel
     a crash at field k needs every count above k, so the answer is the edge of one interval."""
     def build(fields: int) -> ChannelFile:
         out = copy.deepcopy(cf)
-        out.fields = fields
+        out.fields = min(cf.fields, fields)  # a header that declared fewer fields keeps its count
         for inst in out.instances:
             inst.criteria = inst.criteria[:fields]
         return out
 
-    if any(len(inst.criteria) != cf.fields for inst in cf.instances):
-        return cf  # counts that differ from the header's are part of what crashes
-    low, high = 0, cf.fields  # invariant: `high` crashes; `low` is assumed not to
+    low, high = 0, max([cf.fields, *(len(i.criteria) for i in cf.instances)])  # `high` crashes
     if high == 0 or not interesting(build(high - 1).to_bytes()):
         return cf  # the last field is needed (the CF291 shape): one run instead of a bisection
     high -= 1
@@ -113,13 +111,50 @@ FORMAT_PASSES: tuple[FormatPass, ...] = (
 
 
 def parsable(data: bytes) -> ChannelFile | None:
-    """The file as a model when the format parser reads it whole, else None."""
+    """The file as a model the format passes can rewrite, else None.
+
+    A well-formed file; or one whose only fault is an instance declaring a criteria count
+    other than the header's field count (the vulnerable build trusts each instance's count,
+    so such a file can crash the same way), read with each instance's own count.  The model
+    is accepted only if writing it back gives the same bytes.
+    """
     result = scan(data)
-    if result.problems or result.header is None:
+    if result.header is None:
         return None
     h = result.header
-    return ChannelFile(channel=h.channel, template=h.template, fields=h.fields,
-                       instances=result.instances, version=h.version)
+    if result.problems:
+        if any(p.code != "criteria-count" for p in result.problems):
+            return None
+        instances = _walk_own_counts(data, h.instances)
+        if instances is None:
+            return None
+    else:
+        instances = result.instances
+    cf = ChannelFile(channel=h.channel, template=h.template, fields=h.fields, instances=instances,
+                     version=h.version)
+    return cf if cf.to_bytes() == data else None
+
+
+def _walk_own_counts(data: bytes, count: int) -> list[Instance] | None:
+    """The instances read with each one's own criteria count; None at anything else amiss."""
+    off, end = HEADER_SIZE, len(data)
+    instances = []
+    for _ in range(count):
+        if end - off < 5:
+            return None
+        inst_id, criteria = struct.unpack_from("<IB", data, off)
+        inst = Instance(inst_id, [], offset=off)
+        off += 5
+        for _ in range(criteria):
+            if end - off < 3:
+                return None
+            kind, length = struct.unpack_from("<BH", data, off)
+            if kind > Kind.PREFIX or (kind == Kind.WILDCARD and length) or end - off - 3 < length:
+                return None
+            inst.criteria.append(Criterion(kind, data[off + 3:off + 3 + length], offset=off))
+            off += 3 + length
+        instances.append(inst)
+    return instances if off == end else None
 
 
 class ByteFixup:
