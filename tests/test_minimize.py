@@ -115,6 +115,8 @@ def test_the_format_passes_shrink_a_cf291_style_file_to_its_culprit(case: str, t
     cf = parse(result.data)  # the format passes keep the file well-formed
     assert [i.id for i in cf.instances] == [victim_id]
     assert cf.fields == spec["bad_index"] + 1  # trailing criteria after the culprit are gone
+    kept = [(i, c.payload) for i, c in enumerate(cf.instances[0].criteria) if c.kind != Kind.WILDCARD]
+    assert kept == [(spec["bad_index"], b"")]  # the rest wildcards, the culprit's payload emptied
     culprit = result.culprit
     assert culprit["criterion_index"] == spec["bad_index"] and culprit["field"] == spec["bad_index"] + 1
     assert culprit["instance_id"] == victim_id and culprit["input_instance_index"] == spec["victim"]

@@ -78,28 +78,36 @@ def drop_trailing_criteria(cf: ChannelFile, interesting: Interesting) -> Channel
 
 
 def shorten_payloads(cf: ChannelFile, interesting: Interesting) -> ChannelFile:
-    """Each non-wildcard payload cut to its shortest prefix that still crashes (empty first)."""
+    """Each non-wildcard payload cut to its shortest crashing prefix (empty tried first)."""
     out = copy.deepcopy(cf)
     for inst in out.instances:
         for i, crit in enumerate(inst.criteria):
             if crit.kind == Kind.WILDCARD or not crit.payload or crit.declared_len is not None:
                 continue
-            full = crit.payload
-
-            def with_len(n: int, inst: object = inst, i: int = i, kind: int = crit.kind,
-                         full: bytes = full) -> bytes:
-                inst.criteria[i] = Criterion(kind, full[:n])  # type: ignore[attr-defined]
-                return out.to_bytes()
-
-            low, high = -1, len(full)  # `high` crashes (the full payload); find the shortest
-            while high - low > 1:
-                mid = 0 if low < 0 else (low + high) // 2
-                if interesting(with_len(mid)):
-                    high = mid
-                else:
-                    low = mid
-            with_len(high)
+            inst.criteria[i] = Criterion(crit.kind, crit.payload[:_shortest(out, inst, i, interesting)])
     return out
+
+
+def _shortest(cf: ChannelFile, inst: Instance, index: int, interesting: Interesting) -> int:
+    """The shortest prefix length of criterion `index`'s payload that still crashes, by
+    bisection (the full payload crashes); `cf` holds `inst` and is restored on return."""
+    crit = inst.criteria[index]
+
+    def crashes_with(n: int) -> bool:
+        inst.criteria[index] = Criterion(crit.kind, crit.payload[:n])
+        try:
+            return interesting(cf.to_bytes())
+        finally:
+            inst.criteria[index] = crit
+
+    low, high = -1, len(crit.payload)  # `high` crashes; `low` does not (-1: nothing tried yet)
+    while high - low > 1:
+        mid = 0 if low < 0 else (low + high) // 2
+        if crashes_with(mid):
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 FORMAT_PASSES: tuple[FormatPass, ...] = (
