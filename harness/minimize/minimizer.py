@@ -70,7 +70,8 @@ class Minimized:
     input_bytes: int
     output_bytes: int
     seconds: float
-    vm_boots: int
+    vm_boots: int  # machines booted
+    guest_boots: int  # boots their guests went through (1 each: a boot-loop threshold of one)
     host_runs: int
     oracle: str  # host | vm: what judged the steps
     crash: Crash  # the result's crash in the VM
@@ -81,7 +82,7 @@ class Minimized:
 
     def to_json(self) -> dict[str, Any]:
         return {"input": str(self.input), "output": str(self.output), "input_bytes": self.input_bytes,
-                "output_bytes": self.output_bytes, "vm_boots": self.vm_boots, "seconds": round(self.seconds, 3),
+                "output_bytes": self.output_bytes, "vm_boots": self.vm_boots, "guest_boots": self.guest_boots, "seconds": round(self.seconds, 3),
                 "host_runs": self.host_runs, "oracle": self.oracle, "confirmed": self.confirmed,
                 "culprit": self.culprit, "title": self.crash.title, "function": self.crash.function,
                 "crash": self.crash.to_json(), "passes": self.passes, "notes": self.notes}
@@ -113,7 +114,7 @@ class Minimizer:
         final, crash, oracle, confirmed, passes, notes = result
         original = parsable(data)
         return Minimized(path, output, len(data), len(final), time.monotonic() - started, vm.runs,
-                         host.runs if host else 0, oracle, crash, describe(final, crash, original), confirmed,
+                         vm.boots, host.runs if host else 0, oracle, crash, describe(final, crash, original), confirmed,
                          passes, notes)
 
     def _minimize(self, path: Path, data: bytes, host: HostOracle | None,
