@@ -286,10 +286,10 @@ def test_inf_installs_a_boot_start_file_system_minifilter(inf: Inf, service_sect
     assert int(inf.value(service_section, "ServiceType"), 0) == 2, "SERVICE_FILE_SYSTEM_DRIVER"
     assert inf.value(service_section, "LoadOrderGroup") == "FSFilter Activity Monitor"
     assert inf.value(service_section, "Dependencies") == "FltMgr"
-    assert inf.value(service_section, "ServiceBinary") == r"%12%\harnessflt.sys", "copied to System32\\drivers"
+    assert inf.value(service_section, "ServiceBinary") == r"%13%\harnessflt.sys", "run from the driver store"
     copy_section = inf.value("DefaultInstall.NTamd64", "CopyFiles")
     assert "harnessflt.sys" in inf.lines(copy_section)
-    assert any(k == copy_section.lower() and v == "12" for k, v in inf.sections["destinationdirs"])
+    assert any(k == copy_section.lower() and v == "13" for k, v in inf.sections["destinationdirs"])
 
 
 def test_inf_declares_a_default_instance_at_an_activity_monitor_altitude(inf: Inf, service_section: str) -> None:

@@ -206,7 +206,7 @@ def test_setup_script_covers_each_step_and_marker() -> None:
                    "'testsigning', 'on'", "Cert:\\LocalMachine\\Root", "Cert:\\LocalMachine\\TrustedPublisher",
                    "AutoReboot", "CrashDumpEnabled", "reagentc.exe", "HiberbootEnabled", "'/h', 'off'",
                    "OpenSSH.Server", "administrators_authorized_keys", "'/inheritance:r'", "StartupType Automatic",
-                   "'start=', 'boot'", "'FSFilter Activity Monitor'", "'385291'", "Parameters\\Instances",
+                   "pnputil.exe /add-driver", "New-FileCatalog",  # the INF: tests/test_windows_inf.py
                    "HarnessSensor", "-AtStartup", "verify-pending", "Restart-Computer"):
         assert needle in setup, needle
     assert "HARNESS-SETUP-ERROR $Name`: $message" in lib and "HARNESS-SETUP $Message" in lib

@@ -10,7 +10,7 @@
 # test signing on, writes HARNESS-IMAGE-READY and shuts the machine down.
 # References: shared design notes windows-notes.md sections 2.1 (EMS), 2.5 and 3
 # (CrashControl), 5 (WinRE, Fast Startup), 6.2-6.3 (sensor, test signing), 7 (OpenSSH);
-# drivers/windows/README.md "Installing on a test VM", route B (sc.exe + reg.exe).
+# drivers/windows/README.md "Installing on a test VM" (through the INF, pnputil).
 
 param([Parameter(Mandatory = $true)][string]$Medium)
 
@@ -134,23 +134,54 @@ Invoke-Step 'guest-tools' {
     }
 }
 
-# The sample sensor as a boot-start minifilter, drivers/windows/README.md route B
-# (no catalog needed): the service, the instance values under the service key
-# (Windows 10, Windows 11 before 24H2) and under Parameters (24H2+), and the
-# content directory. It loads at the next boot (test signing is active then).
+# The sample sensor, installed through its INF (drivers/windows/harnessflt.inf, a
+# primitive driver package: DIRID 13, PnpLockdown): pnputil /add-driver ... /install
+# stages the package in the driver store and runs [DefaultInstall.NTamd64] and its
+# .Services section (DiInstallDriver), which create the boot-start service and its
+# instance values. A package needs a catalog signed by a trusted publisher; nothing on
+# the Linux host writes a .cat, so this step makes one over the package folder
+# (New-FileCatalog, SHA256) and signs it with the test certificate (the .pfx on the
+# medium, Set-AuthenticodeSignature), unless the medium brings harnessflt.cat (made with
+# inf2cat + signtool on a WDK machine). The certificate step made the certificate a
+# trusted root and publisher, so pnputil does not ask. pnputil exits 3010 when it wants
+# a reboot: the driver loads at the next boot anyway (test signing is active then).
+# drivers/windows/README.md "Installing on a test VM".
 Invoke-Step 'sensor' {
     $drivers = Join-Path $env:SystemRoot 'System32\drivers'
-    Copy-Item -LiteralPath (Join-Path $HarnessDir 'harnessflt.sys') -Destination (Join-Path $drivers 'harnessflt.sys') -Force
     New-Item -ItemType Directory -Path (Join-Path $drivers 'HarnessSensor') -Force | Out-Null
-    Invoke-Native 'sc.exe' @('create', 'harnessflt', 'type=', 'filesys', 'start=', 'boot', 'error=', 'normal',
-        'group=', 'FSFilter Activity Monitor', 'depend=', 'FltMgr',
-        'binPath=', '\SystemRoot\System32\drivers\harnessflt.sys') | Out-Null
-    $service = 'HKLM\SYSTEM\CurrentControlSet\Services\harnessflt'
-    foreach ($base in @("$service\Instances", "$service\Parameters\Instances")) {
-        Invoke-Native 'reg.exe' @('add', $base, '/v', 'DefaultInstance', '/t', 'REG_SZ', '/d', 'HarnessFlt Instance', '/f') | Out-Null
-        Invoke-Native 'reg.exe' @('add', "$base\HarnessFlt Instance", '/v', 'Altitude', '/t', 'REG_SZ', '/d', '385291', '/f') | Out-Null
-        Invoke-Native 'reg.exe' @('add', "$base\HarnessFlt Instance", '/v', 'Flags', '/t', 'REG_DWORD', '/d', '0', '/f') | Out-Null
+    $package = Join-Path $HarnessDir 'package'
+    New-Item -ItemType Directory -Path $package -Force | Out-Null
+    foreach ($file in @('harnessflt.sys', 'harnessflt.inf')) {
+        Copy-Item -LiteralPath (Join-Path $HarnessDir $file) -Destination (Join-Path $package $file) -Force
     }
+    $catalog = Join-Path $package 'harnessflt.cat'
+    $given = Join-Path $HarnessDir 'harnessflt.cat'
+    if (Test-Path -LiteralPath $given) {
+        Copy-Item -LiteralPath $given -Destination $catalog -Force
+        Write-SetupLog 'sensor: harnessflt.cat from the medium'
+    } else {
+        $pfx = Join-Path $HarnessDir 'harness-test-signing.pfx'
+        if (-not (Test-Path -LiteralPath $pfx)) {
+            throw "neither harnessflt.cat nor harness-test-signing.pfx is on the medium: the driver package cannot be signed (put drivers/build/windows/testcert/harness-test-signing.pfx on it)"
+        }
+        # Made outside the folder it lists, then moved in: a catalog does not list itself.
+        $made = Join-Path $HarnessDir 'harnessflt.cat'
+        New-FileCatalog -Path $package -CatalogFilePath $made -CatalogVersion 2.0 | Out-Null
+        Move-Item -LiteralPath $made -Destination $catalog -Force
+        $cert = Import-PfxCertificate -FilePath $pfx -CertStoreLocation 'Cert:\LocalMachine\My' -Password (New-Object System.Security.SecureString)
+        $signature = Set-AuthenticodeSignature -FilePath $catalog -Certificate $cert -HashAlgorithm SHA256
+        if ($signature.Status -ne 'Valid') { throw "signing $catalog`: $($signature.Status) $($signature.StatusMessage)" }
+        Write-SetupLog 'sensor: harnessflt.cat made (New-FileCatalog) and signed with the test certificate'
+    }
+    $output = & pnputil.exe /add-driver (Join-Path $package 'harnessflt.inf') /install 2>&1 | Out-String
+    if ($LASTEXITCODE -ne 0 -and $LASTEXITCODE -ne 3010) {
+        throw "pnputil.exe /add-driver harnessflt.inf /install exited with $LASTEXITCODE`: $($output.Trim())"
+    }
+    $service = Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Services\harnessflt' -ErrorAction SilentlyContinue
+    if ($null -eq $service -or $service.Start -ne 0) {
+        throw "pnputil added the package but the harnessflt service is missing or not boot-start: $($output.Trim())"
+    }
+    Write-SetupLog "sensor: installed through harnessflt.inf (pnputil exit $LASTEXITCODE), ImagePath=$($service.ImagePath)"
 }
 
 Invoke-Step 'boot-task' {
