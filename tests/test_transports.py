@@ -39,6 +39,8 @@ from harness.windows.powershell import (
 )
 from harness.vm.ssh import CommandResult
 
+from .conftest import REPO
+
 GOOD = (CONTENT_FIXTURES / "good.sys").read_bytes()
 CF291 = (CONTENT_FIXTURES / "cf291-field21.sys").read_bytes()
 GOOD_NAME = file_name(291, 0, 31)
@@ -70,6 +72,34 @@ def test_the_command_line_is_base64_of_utf16le_with_the_prelude_first() -> None:
     assert script.index("$dir = ") < body < script.index("exit $global:LASTEXITCODE")
     assert script == build_script("Get-ChildItem -LiteralPath $dir | Select-Object -ExpandProperty Name",
                                   {"dir": CONTENT_DIR})
+
+
+def test_the_windows_reload_talks_to_the_driver_port_and_never_unloads_it() -> None:
+    """The online reload (harness/windows/backend.py RELOAD_COMMAND): fltlib's
+    FilterConnectCommunicationPort / FilterSendMessage on the driver's port, then the driver's
+    word printed as HARNESS-SENSOR-RELOADED lines; never `fltmc unload`, which would throw the
+    hardened build's last good content away (tests/test_sys_tier_status.py runs the driver side)."""
+    from harness.sys_tier.runner import PORT_NAME as DRIVER_PORT
+    from harness.windows.backend import RELOAD_ARGS, RELOAD_COMMAND
+    from harness.windows.powershell import PORT_NAME, reload_command_line
+
+    assert PORT_NAME == DRIVER_PORT == "\\HarnessFltPort"
+    line = reload_command_line()
+    assert len(line) <= CMD_LINE_LIMIT
+    script = _decoded(line)
+    assert script == build_script(RELOAD_COMMAND, RELOAD_ARGS)
+    assert "$PortName = '\\HarnessFltPort'\n" in script
+    assert "fltmc" not in script.lower()
+    for needle in ('[DllImport("fltlib.dll", CharSet = CharSet.Unicode)]', "FilterConnectCommunicationPort($PortName",
+                   "FilterSendMessage($port", "CloseHandle($port)", "Get-DriverWordLines",
+                   "-Kind 'RELOADED'", ". (Join-Path 'C:\\harness' 'lib.ps1')"):
+        assert needle in script, needle
+    # the C# here-string closes at the start of a line, or PowerShell reads on to the end
+    lines = script.splitlines()
+    opened = lines.index("Add-Type -TypeDefinition @'")
+    assert "'@" in lines[opened + 1:]
+    lib = (REPO / "vm-templates" / "windows" / "setup" / "lib.ps1").read_text()
+    assert "function Get-DriverWordLines" in lib and "function Get-DriverWord " in lib
 
 
 def test_an_argument_with_quotes_newlines_and_dollars_survives_as_a_literal() -> None:
