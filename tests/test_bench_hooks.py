@@ -1,5 +1,7 @@
 """The benchmarks time the harness by wrapping the functions it calls; when a refactor moves
-one, the benchmark must fail here, in seconds, not at its next hour-long run."""
+one, the benchmark must fail here, in seconds, not at its next hour-long run. The same goes for
+vm_verdict's raw baseline, which must boot the devices the domain template gives the guest, and
+for the /proc readings its breakdown rests on."""
 
 from __future__ import annotations
 
