@@ -32,6 +32,13 @@ MODES: dict[str, tuple[str, str | None, bool]] = {
     "hung": ("hung-task", "crashtest_hang", True),
     "panic": ("panic", None, True),
 }
+# Logs captured besides one per mode: name -> (mode, extra module parameters).  Without the
+# panic sysctls, a stall or a hung task is reported and the machine runs on.
+VARIANTS: dict[str, tuple[str, str]] = {
+    "softlockup-nopanic": ("softlockup", "panic=0"),
+    "rcu-nopanic": ("rcu", "panic=0"),
+    "hung-nopanic": ("hung", "panic=0"),
+}
 READY = "crashtest: (done|loaded)"
 CONTENT_DIR = "/var/lib/crashtest"
 HEADERS_FIX = ("apt-get install build-essential linux-image-amd64 linux-headers-amd64 "

@@ -17,6 +17,9 @@ and takes every line after it, until it ends:
   body, unless it had already panicked;
 * or after `max_report_lines` lines or `max_report_chars` characters
   (`corrupted`): a guest flooding its console cannot make the parser hold more;
+* a hung task's report ends at the next hung task's head (khungtaskd prints one
+  task after the other): `corrupted` when no stack line came before it (the
+  kernel prints the stack at KERN_INFO, below a `loglevel=6` console);
 * a finding (a WARNING, a sanitizer or lockdep report: `fatal=False`) still in
   its body ends (`corrupted`) at the head of a crash other than `Kernel
   panic`: a finding whose end never came must not swallow the crash after it.
@@ -55,7 +58,11 @@ TOO_LONG = "report longer than {n} lines without an end marker; cut there"
 TOO_BIG = "report longer than {n} characters without an end marker; cut there"
 CUT_BY_CRASH = "truncated: a crash report began before the warning ended"
 CUT_BY_OTHER_TEXT = "truncated: other output began before the report showed its stack"
+HUNG_NO_STACK = ("no stack: the next hung task's report began first (the kernel prints a hung task's stack "
+                 "at KERN_INFO: a console loglevel of 6 or less hides it)")
 MAX_UNREAD_WARNINGS = 16
+# A stack has begun: its header (x86 `Call Trace:`, arm64 `Call trace:`) or a frame.
+_TRACE_LINE_RE = re.compile(r"[Cc]all [Tt]race:|\+0x[0-9a-f]+/0x[0-9a-f]+")
 
 # Reports whose body goes on after their first stack dump (other CPUs' backtraces follow);
 # a memory leak report goes on while its lines are indented.
@@ -109,6 +116,7 @@ class _Pending:
     head_index: int = 0                         # where the head line is in `own`
     own_end: int | None = None                  # where a second report began in `own` (no caller ids)
     stack_ended: bool = False                   # a report of several stacks has shown its first whole
+    trace_seen: bool = False                    # a stack line has come (_TRACE_LINE_RE)
 
     def cut_reason(self, reason: str) -> str | None:
         """`reason` if the report is cut while its text still matters, else None."""
@@ -237,6 +245,14 @@ class LinuxConsoleParser:
             self._finish(CUT_BY_CRASH)
             self._open(line, opened, lineno)
             return
+        if opened is not None and current.kind.name == opened[0].name == "hung-task":
+            # khungtaskd prints one blocked task after the other, each whole: the next task's head
+            # ends this one; before any stack line, this one's stack was not on the console.
+            self._finish(None if current.trace_seen else HUNG_NO_STACK)
+            self._open(line, opened, lineno)
+            return
+        if _TRACE_LINE_RE.search(body):
+            current.trace_seen = True
         if current.own_end is None and current.caller is None and (
                 (opened is not None and not NOT_A_SECOND_REPORT_RE.search(line)) or STACK_MESSAGE_RE.search(body)):
             # Without caller ids, a second report's lines cannot be told from this one's: read up to it.
