@@ -22,8 +22,9 @@ sections from "Creating an INF file for a minifilter driver"):
   that names a defined instance under Parameters\\Instances (Windows 11 24H2+) and Instances.
 
 Not checked here (no Windows, no WDK): InfVerif itself and its mode switches (/w /k /u /h);
-the catalog (nothing on Linux writes one: setup.ps1 makes and signs it on the guest, so its
-hashes and signature are first seen by pnputil); the 133x functional conflicts, which need
+the catalog (nothing on Linux writes one: setup.ps1 makes it on the guest with New-FileCatalog
+and signs it with a certificate made there, so its hashes and signature are first seen by
+pnputil); the 133x functional conflicts, which need
 the other INFs of a machine; DCH rules outside the INF; what DiInstallDriver does at run time.
 """
 
@@ -214,7 +215,8 @@ def test_setup_installs_the_driver_through_its_inf_with_a_signed_catalog() -> No
     assert re.search(r"& pnputil\.exe /add-driver \(Join-Path \$package 'harnessflt\.inf'\) /install", sensor)
     assert "sc.exe" not in sensor and "reg.exe" not in sensor, "the INF writes the service, not sc.exe/reg.exe"
     assert "New-FileCatalog" in sensor and "-CatalogVersion 2.0" in sensor
-    assert "Set-AuthenticodeSignature" in sensor and "harness-test-signing.pfx" in sensor
+    assert "Set-AuthenticodeSignature" in sensor and "New-SelfSignedCertificate -Type CodeSigningCert" in sensor
+    assert "'TrustedPublisher'" in sensor and "'Root'" in sensor  # the catalog's signer is trusted here
     assert "harnessflt.cat" in sensor and "HarnessSensor" in sensor
     # the certificate is trusted before the catalog is signed and the package added
     assert setup.index("Invoke-Step 'certificate'") < setup.index("Invoke-Step 'sensor'")

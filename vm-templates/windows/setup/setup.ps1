@@ -140,11 +140,12 @@ Invoke-Step 'guest-tools' {
 # .Services section (DiInstallDriver), which create the boot-start service and its
 # instance values. A package needs a catalog signed by a trusted publisher; nothing on
 # the Linux host writes a .cat, so this step makes one over the package folder
-# (New-FileCatalog, SHA256) and signs it with the test certificate (the .pfx on the
-# medium, Set-AuthenticodeSignature), unless the medium brings harnessflt.cat (made with
-# inf2cat + signtool on a WDK machine). The certificate step made the certificate a
-# trusted root and publisher, so pnputil does not ask. pnputil exits 3010 when it wants
-# a reboot: the driver loads at the next boot anyway (test signing is active then).
+# (New-FileCatalog, SHA256) and signs it (Set-AuthenticodeSignature) with a
+# code-signing certificate made on this VM and trusted here as a root and a publisher
+# (so pnputil does not ask), unless the medium brings harnessflt.cat (made with inf2cat
+# + signtool on a WDK machine). The driver image keeps its own embedded signature (the
+# test certificate, trusted by the step 'certificate'), which a boot-start driver needs.
+# pnputil exits 3010 when it wants a reboot: the driver loads at the next boot anyway.
 # drivers/windows/README.md "Installing on a test VM".
 Invoke-Step 'sensor' {
     $drivers = Join-Path $env:SystemRoot 'System32\drivers'
@@ -160,18 +161,25 @@ Invoke-Step 'sensor' {
         Copy-Item -LiteralPath $given -Destination $catalog -Force
         Write-SetupLog 'sensor: harnessflt.cat from the medium'
     } else {
-        $pfx = Join-Path $HarnessDir 'harness-test-signing.pfx'
-        if (-not (Test-Path -LiteralPath $pfx)) {
-            throw "neither harnessflt.cat nor harness-test-signing.pfx is on the medium: the driver package cannot be signed (put drivers/build/windows/testcert/harness-test-signing.pfx on it)"
-        }
         # Made outside the folder it lists, then moved in: a catalog does not list itself.
-        $made = Join-Path $HarnessDir 'harnessflt.cat'
+        $made = Join-Path $env:TEMP 'harnessflt.cat'
         New-FileCatalog -Path $package -CatalogFilePath $made -CatalogVersion 2.0 | Out-Null
         Move-Item -LiteralPath $made -Destination $catalog -Force
-        $cert = Import-PfxCertificate -FilePath $pfx -CertStoreLocation 'Cert:\LocalMachine\My' -Password (New-Object System.Security.SecureString)
+        # The catalog's signer need not be the driver's: a code-signing certificate made
+        # here (its private key never leaves this VM, none travels on the medium), trusted
+        # as a root and a publisher of this machine only.
+        $cert = New-SelfSignedCertificate -Type CodeSigningCert -Subject 'CN=Harness Sensor Package (this VM only)' `
+            -CertStoreLocation 'Cert:\LocalMachine\My' -HashAlgorithm SHA256 -KeyExportPolicy NonExportable `
+            -NotAfter (Get-Date).AddYears(10)
+        foreach ($storeName in @('Root', 'TrustedPublisher')) {
+            $store = New-Object System.Security.Cryptography.X509Certificates.X509Store $storeName, 'LocalMachine'
+            $store.Open('ReadWrite')
+            $store.Add($cert)
+            $store.Close()
+        }
         $signature = Set-AuthenticodeSignature -FilePath $catalog -Certificate $cert -HashAlgorithm SHA256
         if ($signature.Status -ne 'Valid') { throw "signing $catalog`: $($signature.Status) $($signature.StatusMessage)" }
-        Write-SetupLog 'sensor: harnessflt.cat made (New-FileCatalog) and signed with the test certificate'
+        Write-SetupLog "sensor: harnessflt.cat made (New-FileCatalog) and signed by $($cert.Subject)"
     }
     $output = & pnputil.exe /add-driver (Join-Path $package 'harnessflt.inf') /install 2>&1 | Out-String
     if ($LASTEXITCODE -ne 0 -and $LASTEXITCODE -ne 3010) {
