@@ -38,6 +38,9 @@ from harness.windows.recovery_plan import (
     RUNONCE_COMMAND,
     RUNONCE_KEY,
     RUNONCE_NAME,
+    SERVICE_COMMAND,
+    clear_safe_mode_offline,
+    current_control_set,
     online_safe_mode_commands,
     prepare_windows_recovery,
     recovery_domain_values,
@@ -45,6 +48,7 @@ from harness.windows.recovery_plan import (
     safe_mode_files,
     sample_script,
     stage_safe_mode_offline,
+    stage_safe_mode_starters,
 )
 from harness.windows.winpe import (
     PASSWORD_FILE,
@@ -194,7 +198,15 @@ def test_the_online_path_uses_bcdedit_and_a_starred_runonce_value() -> None:
     assert commands[0] == ('reg add "HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\RunOnce" /v '
                            '"*HarnessRecovery" /t REG_SZ /d "powershell.exe -NoProfile -ExecutionPolicy Bypass '
                            '-File C:\\harness\\recovery\\safe-mode.ps1" /f')
-    assert commands[1:] == ["bcdedit /set {default} safeboot minimal", "shutdown /r /t 0"]
+    service = "HKLM\\SYSTEM\\CurrentControlSet\\Services\\HarnessRecovery"
+    assert commands[1:7] == [
+        f'reg add "{service}" /v ImagePath /t REG_EXPAND_SZ /d "{SERVICE_COMMAND}" /f',
+        f'reg add "{service}" /v Type /t REG_DWORD /d 16 /f', f'reg add "{service}" /v Start /t REG_DWORD /d 2 /f',
+        f'reg add "{service}" /v ErrorControl /t REG_DWORD /d 0 /f',
+        f'reg add "{service}" /v ObjectName /t REG_SZ /d LocalSystem /f',
+        'reg add "HKLM\\SYSTEM\\CurrentControlSet\\Control\\SafeBoot\\Minimal\\HarnessRecovery" /ve /t REG_SZ '
+        '/d Service /f']
+    assert commands[7:] == ["bcdedit /set {default} safeboot minimal", "shutdown /r /t 0"]
     with pytest.raises(ValueError, match="'safe' is not one of minimal, network, dsrepair"):
         bcd.bcdedit_set_safeboot("safe")
 
@@ -209,6 +221,12 @@ def test_the_safe_mode_script_runs_the_users_script_clears_safeboot_and_reports_
     assert "bcdedit.exe /deletevalue '{default}' safeboot" in text
     assert 'Write-Recovery "HARNESS-RECOVERY-DONE path=safe-mode rc=$rc"' in text
     assert text.index("deletevalue") < text.index("HARNESS-RECOVERY-DONE") < text.index("Restart-Computer -Force")
+    # one run per boot whichever starter comes first; both starters removed before the user's script
+    assert "[System.IO.File]::Open((Join-Path $Recovery 'started.lock'), 'CreateNew', 'Write', 'None')" in text
+    for removal in ("& sc.exe delete HarnessRecovery",
+                    "& reg.exe delete 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\SafeBoot\\Minimal\\HarnessRecovery' /f",
+                    "& reg.exe delete 'HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\RunOnce' /v '*HarnessRecovery' /f"):
+        assert text.index("started.lock") < text.index(removal) < text.index("& cmd.exe /d /c"), removal
     assert files["bad-files.txt"] == (f"{bad_update_list(BAD)[0][0]}  C-00000291-00000000-00000032.sys\r\n").encode()
     ps1 = tmp_path / "fix.ps1"
     ps1.write_text("Remove-Item $env:HARNESS_CONTENT_DIR\\x\n")
@@ -219,6 +237,46 @@ def test_the_safe_mode_script_runs_the_users_script_clears_safeboot_and_reports_
     from harness.families.windows import MARKERS
     match = MARKERS.recovery_done.search("HARNESS-RECOVERY-DONE path=safe-mode rc=0")
     assert match and match.group("path") == "safe-mode" and match.group("rc") == "0"
+
+
+def make_system_hive(path: Path, current: int = 1) -> Path:
+    """A stand-in SYSTEM hive: Select\\Current and ControlSet00<current> with a SafeBoot\\Minimal
+    list holding one entry of its own (and a ControlSet001 when current is another)."""
+    bcd.write_empty_hive(path, "ROOT", "SYSTEM")
+    bcd.write_values(path, "Select", {"Current": bcd.dword_value(current), "Default": bcd.dword_value(current)})
+    for n in sorted({1, current}):
+        bcd.write_values(path, f"ControlSet{n:03d}\\Control\\SafeBoot\\Minimal\\RpcSs",
+                         {"": bcd.string_value("Service")})
+        bcd.write_values(path, f"ControlSet{n:03d}\\Services\\RpcSs", {"Start": bcd.dword_value(2)})
+    return path
+
+
+def test_the_safe_mode_starters_are_a_safeboot_minimal_service_and_a_starred_runonce(tmp_path: Path) -> None:
+    require_tool("hivexsh", HIVEX_FIX)
+    system = make_system_hive(tmp_path / "SYSTEM", current=2)
+    software = bcd.write_empty_hive(tmp_path / "SOFTWARE", "ROOT", "SOFTWARE")
+    assert current_control_set(system) == "ControlSet002"
+    assert stage_safe_mode_starters(system, software, autologon=None) == "ControlSet002"
+
+    reg = regipy_hive(system)
+    service = {v.name: v.value for v in reg.get_key("\\ControlSet002\\Services\\HarnessRecovery").iter_values()}
+    assert service == {"Type": 16, "Start": 2, "ErrorControl": 0, "ImagePath": SERVICE_COMMAND,
+                       "ObjectName": "LocalSystem", "DisplayName": "harness Safe Mode recovery"}
+    image = bcd.read_value(system, "ControlSet002\\Services\\HarnessRecovery", "ImagePath")
+    assert image is not None and image.type == bcd.REG_EXPAND_SZ  # %SystemRoot% is expanded by the SCM
+    minimal = bcd.read_values(system, "ControlSet002\\Control\\SafeBoot\\Minimal\\HarnessRecovery")
+    assert {n: (v.type, v.text()) for n, v in minimal.items()} == {"": (bcd.REG_SZ, "Service")}
+    assert bcd.key_exists(system, "ControlSet002\\Control\\SafeBoot\\Minimal\\RpcSs")  # the list is kept
+    assert not bcd.key_exists(system, "ControlSet001\\Services\\HarnessRecovery")  # only the current set
+    runonce = {v.name: v.value for v in regipy_hive(software).get_key(f"\\{RUNONCE_KEY}").iter_values()}
+    assert runonce == {RUNONCE_NAME: RUNONCE_COMMAND} and RUNONCE_NAME.startswith("*")
+    assert not bcd.key_exists(software, "Microsoft\\Windows NT\\CurrentVersion\\Winlogon")
+
+    bcd.write_values(system, "Select", {"Current": bcd.dword_value(3)})
+    with pytest.raises(bcd.HiveError, match="Select\\\\Current names ControlSet003, which the hive does not have"):
+        current_control_set(system)
+    with pytest.raises(bcd.HiveError, match="no REG_DWORD Select\\\\Current: not a SYSTEM hive"):
+        current_control_set(software)
 
 
 # ------------------------------------------------------------------ WinPE / WinRE medium
@@ -588,8 +646,11 @@ def test_safe_mode_is_staged_offline_on_the_esp_and_the_windows_volume(tmp_path:
     require_tool("hivexsh", HIVEX_FIX)
     qemu_img = require_tool("qemu-img", "install qemu-utils (make setup)")
     store = make_store(tmp_path / "BCD")
-    software = bcd.write_empty_hive(tmp_path / "SOFTWARE", "ROOT", "SOFTWARE")
-    bcd.write_values(software, RUNONCE_KEY, {"Earlier": bcd.string_value("C:\\earlier.exe")})
+    hives = tmp_path / "hives"
+    hives.mkdir()
+    # SOFTWARE as a bugchecked machine leaves it: dirty, a pending entry in LOG1, a stale one in LOG2
+    software, log1, log2, sequence = _dirty_hive_with_log(hives)
+    system = make_system_hive(hives / "SYSTEM")
     raw = tmp_path / "disk.raw"
     subprocess.run([qemu_img, "create", "-q", "-f", "raw", str(raw), "160M"], check=True)
     bcd.run_guestfish(raw, "part-init /dev/sda gpt\npart-add /dev/sda p 2048 67583\n"
@@ -598,7 +659,10 @@ def test_safe_mode_is_staged_offline_on_the_esp_and_the_windows_volume(tmp_path:
                            f"mount /dev/sda1 /\nmkdir-p /EFI/Microsoft/Boot\nupload {store} /EFI/Microsoft/Boot/BCD\n"
                            f"umount /\nmount /dev/sda3 /\nmkdir-p /Windows/System32/config\n"
                            f"mkdir-p /Windows/System32/drivers/HarnessSensor\n"
-                           f"upload {software} /Windows/System32/config/SOFTWARE\n", readonly=False)
+                           f"upload {software} /Windows/System32/config/SOFTWARE\n"
+                           f"upload {log1} /Windows/System32/config/SOFTWARE.LOG1\n"
+                           f"upload {log2} /Windows/System32/config/SOFTWARE.LOG2\n"
+                           f"upload {system} /Windows/System32/config/SYSTEM\n", readonly=False)
     disk = tmp_path / "disk.qcow2"
     subprocess.run([qemu_img, "convert", "-q", "-O", "qcow2", str(raw), str(disk)], check=True)
     raw.unlink()
@@ -606,15 +670,17 @@ def test_safe_mode_is_staged_offline_on_the_esp_and_the_windows_volume(tmp_path:
     work = tmp_path / "work"
     staging = stage_safe_mode_offline(disk, work, bad_files=bad_update_list(BAD),
                                       autologon=("harness", "pa55-word"))
-    assert (staging.loader, staging.mode) == (LOADER, "minimal")
+    assert (staging.loader, staging.mode, staging.control_set) == (LOADER, "minimal", "ControlSet001")
+    assert staging.replayed == (("SOFTWARE", 1),)  # SYSTEM had no logs: edited as it was
     assert staging.files == ("bad-files.txt", "remove-bad-content.cmd", "safe-mode.ps1")
     assert bcd.get_safeboot(staging.bcd_before) is None and bcd.get_safeboot(staging.bcd_after) == "minimal"
-    assert not (work / "SOFTWARE").exists()  # the hive with the autologon password is not kept
+    assert not [p for p in work.rglob("*") if p.name.startswith(("SOFTWARE", "SYSTEM"))]  # no hive is kept
 
     out = tmp_path / "out"
     out.mkdir()
     listing = bcd.run_guestfish(disk, f"mount-ro /dev/sda1 /\ndownload /EFI/Microsoft/Boot/BCD {out}/BCD\numount /\n"
                                       f"mount-ro /dev/sda3 /\ndownload /Windows/System32/config/SOFTWARE {out}/SOFTWARE\n"
+                                      f"download /Windows/System32/config/SYSTEM {out}/SYSTEM\n"
                                       f"download /harness/recovery/safe-mode.ps1 {out}/safe-mode.ps1\n"
                                       "ls /harness/recovery\n", readonly=True)
     assert listing.split() == ["bad-files.txt", "remove-bad-content.cmd", "safe-mode.ps1"]
@@ -624,11 +690,28 @@ def test_safe_mode_is_staged_offline_on_the_esp_and_the_windows_volume(tmp_path:
     assert (value.value_type, value.value) == ("REG_BINARY", "0000000000000000")
     runonce = bcd.read_values(out / "SOFTWARE", RUNONCE_KEY)
     assert runonce["Earlier"].text() == "C:\\earlier.exe"
+    assert runonce["Pending"].text() == "C:\\pending.exe"  # replayed from LOG1 before the edit
     assert runonce[RUNONCE_NAME].text() == RUNONCE_COMMAND
+    assert struct.unpack_from("<II", (out / "SOFTWARE").read_bytes(), 4)[0] > sequence  # no LOG entry pending
+    assert bcd.read_value(out / "SYSTEM", "ControlSet001\\Services\\HarnessRecovery", "ImagePath").text() == \
+        SERVICE_COMMAND
+    assert bcd.read_value(out / "SYSTEM", "ControlSet001\\Control\\SafeBoot\\Minimal\\HarnessRecovery", "").text() \
+        == "Service"
     winlogon = {n: v.text() for n, v in bcd.read_values(out / "SOFTWARE", "Microsoft\\Windows NT\\CurrentVersion\\"
                                                                            "Winlogon").items() if v.type == 1}
     assert winlogon == {"AutoAdminLogon": "1", "DefaultUserName": "harness", "DefaultPassword": "pa55-word"}
     assert (out / "safe-mode.ps1").read_bytes() == safe_mode_files(None, bad_update_list(BAD))["safe-mode.ps1"]
+
+    # a run that never got to clean up: everything staged is taken off the disk again
+    assert clear_safe_mode_offline(disk, tmp_path / "final") is True
+    bcd.run_guestfish(disk, f"mount-ro /dev/sda1 /\ndownload /EFI/Microsoft/Boot/BCD {out}/BCD2\numount /\n"
+                            f"mount-ro /dev/sda3 /\ndownload /Windows/System32/config/SOFTWARE {out}/SOFTWARE2\n"
+                            f"download /Windows/System32/config/SYSTEM {out}/SYSTEM2\n", readonly=True)
+    assert bcd.get_safeboot(out / "BCD2") is None
+    assert not bcd.key_exists(out / "SYSTEM2", "ControlSet001\\Services\\HarnessRecovery")
+    assert not bcd.key_exists(out / "SYSTEM2", "ControlSet001\\Control\\SafeBoot\\Minimal\\HarnessRecovery")
+    assert bcd.key_exists(out / "SYSTEM2", "ControlSet001\\Control\\SafeBoot\\Minimal\\RpcSs")
+    assert sorted(bcd.read_values(out / "SOFTWARE2", RUNONCE_KEY)) == ["Earlier", "Pending"]
 
 
 # ------------------------------------------------------------------ hive transaction logs

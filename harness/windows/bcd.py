@@ -221,6 +221,8 @@ def read_values(hive: Path, key: str) -> dict[str, Value]:
         if match is None:
             raise HiveError(f"{hive}: cannot read the value line {line!r} of \\{key.strip(chr(92))}")
         name = "" if match.group("default") else _unescape(match.group("name"))
+        if name == "@":  # hivexget 1.3.23 prints the default value as "@" (quoted); regipy reads it as (default)
+            name = ""
         data = match.group("data")
         typed = re.fullmatch(r'str\((?P<t>[0-9a-f]+)\):"(?P<s>.*)"', data)
         if data.startswith('"') and data.endswith('"'):

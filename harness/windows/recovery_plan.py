@@ -9,11 +9,20 @@ safe-mode (the machine cannot boot: everything is staged offline, on the shut-of
 
     host   stage_safe_mode_offline(disk, ...): the ESP's BCD gets safeboot=minimal on its
            default loader (bcd.set_safeboot); C:\\harness\\recovery\\ gets safe-mode.ps1, the
-           user's script and bad-files.txt; the SOFTWARE hive's RunOnce gets
-           "*HarnessRecovery" (optionally AutoAdminLogon for one logon)
-    guest  Safe Mode boot -> logon -> RunOnce -> safe-mode.ps1: the script, `recovery:` lines
-           and HARNESS-RECOVERY-DONE path=safe-mode rc=N on COM2, bcdedit /deletevalue
-           {default} safeboot, restart
+           user's script and bad-files.txt; two starters, either of which runs it in
+           Safe Mode (Task Scheduler does not run there):
+             SYSTEM hive: the service HarnessRecovery (auto start, LocalSystem), listed
+               under Control\\SafeBoot\\Minimal, so Safe Mode's service control manager
+               starts it without any logon;
+             SOFTWARE hive: RunOnce "*HarnessRecovery" (the "*" makes it run in Safe
+               Mode, at the first logon; AutoAdminLogon for one logon when the image's
+               password is known).
+           Each hive's transaction logs are replayed first, or the staging is refused
+           (hivelog.py): the machine bugchecked, its hives may be dirty.
+    guest  Safe Mode boot -> the service (or the logon's RunOnce) -> safe-mode.ps1 (the
+           first starter wins, the other finds its lock): the script, `recovery:` lines
+           and HARNESS-RECOVERY-DONE path=safe-mode rc=N on COM2, both starters removed,
+           bcdedit /deletevalue {default} safeboot, restart
     guest  normal boot -> HARNESS-SENSOR-LOADED (fltmc)
     While Windows still runs, online_safe_mode_commands() does the same from inside.
 
@@ -48,6 +57,7 @@ from ..errors import ConfigError, InfraError
 from ..vm.backend import RecoveryPath
 from ..vm.templates import render
 from . import bcd
+from .hivelog import prepare_for_edit
 from .domain import RECOVERY_DISK_BUS, Cdrom, windows_domain_values
 from .winpe import SAMPLE_SCRIPT, WinPEMediumError, bad_files_listing, build_winpe_medium, check_script
 
@@ -55,6 +65,14 @@ SAFE_MODE_TEMPLATE = "windows/recovery/safe-mode.ps1.j2"
 WINPE_MEDIA_ENV = "HARNESS_WINPE_MEDIA"  # the user's WinPE/WinRE media (ADK media directory or ISO)
 GUEST_RECOVERY_DIR = "C:\\harness\\recovery"
 SOFTWARE_HIVE = "/Windows/System32/config/SOFTWARE"  # on the Windows partition (NTFS)
+SYSTEM_HIVE = "/Windows/System32/config/SYSTEM"
+LOG_SUFFIXES = (".LOG1", ".LOG2")  # the hives' transaction logs beside them
+SERVICE_NAME = "HarnessRecovery"
+# A service process that never talks to the service control manager is given up after
+# 30 s; `start` detaches PowerShell from cmd, so the script outlives that.
+SERVICE_COMMAND = ("%SystemRoot%\\System32\\cmd.exe /c start %SystemRoot%\\System32\\WindowsPowerShell\\v1.0\\"
+                   f"powershell.exe -NoProfile -ExecutionPolicy Bypass -File {GUEST_RECOVERY_DIR}\\safe-mode.ps1")
+SAFEBOOT_MINIMAL = "Control\\SafeBoot\\Minimal"  # under the control set: what Safe Mode starts
 RUNONCE_KEY = "Microsoft\\Windows\\CurrentVersion\\RunOnce"  # in the SOFTWARE hive (HKLM\SOFTWARE)
 RUNONCE_NAME = "*HarnessRecovery"  # "*": run in Safe Mode too (KB 314866)
 RUNONCE_COMMAND = ("powershell.exe -NoProfile -ExecutionPolicy Bypass -File "
@@ -145,11 +163,52 @@ def online_safe_mode_commands(mode: str = "minimal") -> list[str]:
     """What the running guest runs (elevated, e.g. over SSH) after the files of
     safe_mode_files() were copied to C:\\harness\\recovery\\: the same state the
     offline staging makes, then a restart."""
+    service = f"HKLM\\SYSTEM\\CurrentControlSet\\Services\\{SERVICE_NAME}"
     return [
         f'reg add "HKLM\\SOFTWARE\\{RUNONCE_KEY}" /v "{RUNONCE_NAME}" /t REG_SZ /d "{RUNONCE_COMMAND}" /f',
+        f'reg add "{service}" /v ImagePath /t REG_EXPAND_SZ /d "{SERVICE_COMMAND}" /f',
+        f'reg add "{service}" /v Type /t REG_DWORD /d 16 /f',
+        f'reg add "{service}" /v Start /t REG_DWORD /d 2 /f',
+        f'reg add "{service}" /v ErrorControl /t REG_DWORD /d 0 /f',
+        f'reg add "{service}" /v ObjectName /t REG_SZ /d LocalSystem /f',
+        f'reg add "HKLM\\SYSTEM\\CurrentControlSet\\{SAFEBOOT_MINIMAL}\\{SERVICE_NAME}" /ve /t REG_SZ /d Service /f',
         bcd.bcdedit_set_safeboot(mode),
         "shutdown /r /t 0",
     ]
+
+
+def current_control_set(system: Path) -> str:
+    """`ControlSet00N` of an offline SYSTEM hive: CurrentControlSet exists only while
+    Windows runs; Select\\Current names the set it will use."""
+    value = bcd.read_value(system, "Select", "Current") if bcd.key_exists(system, "Select") else None
+    if value is None or value.type != bcd.REG_DWORD:
+        raise bcd.HiveError(f"{system}: no REG_DWORD Select\\Current: not a SYSTEM hive "
+                            f"(give Windows\\System32\\config\\SYSTEM)")
+    name = f"ControlSet{int.from_bytes(value.data[:4], 'little'):03d}"
+    if not bcd.key_exists(system, name):
+        raise bcd.HiveError(f"{system}: Select\\Current names {name}, which the hive does not have")
+    return name
+
+
+def service_values() -> dict[str, bcd.Value]:
+    """The HarnessRecovery service: own process, auto start, errors ignored, LocalSystem."""
+    return {"Type": bcd.dword_value(0x10), "Start": bcd.dword_value(2), "ErrorControl": bcd.dword_value(0),
+            "ImagePath": bcd.string_value(SERVICE_COMMAND, bcd.REG_EXPAND_SZ),
+            "ObjectName": bcd.string_value("LocalSystem"), "DisplayName": bcd.string_value("harness Safe Mode recovery")}
+
+
+def stage_safe_mode_starters(system: Path, software: Path, autologon: tuple[str, str] | None) -> str:
+    """Both starters of safe-mode.ps1 into the (replayed) hives; returns the control set."""
+    control_set = current_control_set(system)
+    bcd.write_values(system, f"{control_set}\\Services\\{SERVICE_NAME}", service_values())
+    bcd.write_values(system, f"{control_set}\\{SAFEBOOT_MINIMAL}\\{SERVICE_NAME}", {"": bcd.string_value("Service")})
+    bcd.write_values(software, RUNONCE_KEY, {RUNONCE_NAME: bcd.string_value(RUNONCE_COMMAND)})
+    if autologon is not None:
+        user, password = autologon
+        bcd.write_values(software, WINLOGON_KEY, {
+            "AutoAdminLogon": bcd.string_value("1"), "DefaultUserName": bcd.string_value(user),
+            "DefaultPassword": bcd.string_value(password), "AutoLogonCount": bcd.dword_value(1)})
+    return control_set
 
 
 @dataclass(frozen=True)
@@ -159,6 +218,8 @@ class SafeModeStaging:
     files: tuple[str, ...]  # under C:\harness\recovery
     bcd_before: Path  # copies kept in the work directory (artifacts)
     bcd_after: Path
+    control_set: str = "ControlSet001"
+    replayed: tuple[tuple[str, int], ...] = ()  # (hive, log entries replayed) for the hives that needed it
 
 
 def _q(path: Path | str) -> str:
@@ -168,29 +229,50 @@ def _q(path: Path | str) -> str:
     return f'"{text}"'
 
 
+def _fetch_hives(disk: Path, workdir: Path, esp_partition: int, windows_partition: int) -> Path:
+    """One read-only guestfish run: the BCD, SOFTWARE and SYSTEM with their logs (a log
+    that does not exist is skipped: '-' lets guestfish go on). Returns the BCD copy."""
+    store = workdir / "BCD"
+    downloads = "".join(f"-download {hive}{suffix} {_q(workdir / (Path(hive).name + suffix))}\n"
+                        for hive in (SOFTWARE_HIVE, SYSTEM_HIVE) for suffix in ("", *LOG_SUFFIXES))
+    for hive in (SOFTWARE_HIVE, SYSTEM_HIVE):
+        for suffix in ("", *LOG_SUFFIXES):
+            (workdir / (Path(hive).name + suffix)).unlink(missing_ok=True)
+    bcd.run_guestfish(disk, f"mount-ro /dev/sda{esp_partition} /\ndownload {bcd.ESP_BCD_PATH} {_q(store)}\n"
+                            f"umount /\nmount-ro /dev/sda{windows_partition} /\n{downloads}", readonly=True)
+    for hive in (SOFTWARE_HIVE, SYSTEM_HIVE):
+        if not (workdir / Path(hive).name).is_file():
+            raise InfraError(f"{disk}: no {hive} on partition {windows_partition}: not the Windows volume "
+                             "(pass windows_partition=)")
+    return store
+
+
+def _ready(workdir: Path, name: str) -> tuple[Path, int]:
+    """The hive copy to edit (replayed when its logs had pending entries; refused when they
+    cannot be replayed: hivelog.HiveLogError names the hive and the fix)."""
+    hive = workdir / name
+    ready = prepare_for_edit(hive, [workdir / (name + suffix) for suffix in LOG_SUFFIXES], workdir / "replay")
+    return ready.hive, ready.replayed
+
+
 def stage_safe_mode_offline(disk: Path, workdir: Path, *, script: Path | None = None,
                             bad_files: Sequence[tuple[str | bytes, str]] = (), mode: str = "minimal",
                             autologon: tuple[str, str] | None = None, esp_partition: int = bcd.ESP_PARTITION,
                             windows_partition: int = bcd.WINDOWS_PARTITION) -> SafeModeStaging:
     """Prepare the shut-off `disk` for one Safe Mode recovery boot (two guestfish runs:
-    fetch the BCD and SOFTWARE hives; put them back with the recovery files, read back
-    and compared). `autologon` (user, password) sets AutoAdminLogon for one logon, which
-    RunOnce needs; the password goes only into the guest's SOFTWARE hive."""
+    fetch the BCD and the SOFTWARE and SYSTEM hives with their logs; put them back with
+    the recovery files, read back and compared). `autologon` (user, password) sets
+    AutoAdminLogon for one logon, which the RunOnce starter needs (the service starter
+    does not); the password goes only into the guest's SOFTWARE hive."""
     files = safe_mode_files(script, bad_files)
     workdir.mkdir(parents=True, exist_ok=True)
-    store, software = workdir / "BCD", workdir / "SOFTWARE"
-    bcd.run_guestfish(disk, f"mount-ro /dev/sda{esp_partition} /\ndownload {bcd.ESP_BCD_PATH} {_q(store)}\n"
-                            f"umount /\nmount-ro /dev/sda{windows_partition} /\n"
-                            f"download {SOFTWARE_HIVE} {_q(software)}\n", readonly=True)
+    store = _fetch_hives(disk, workdir, esp_partition, windows_partition)
     before = workdir / "BCD.before"
     shutil.copyfile(store, before)
     loader = bcd.set_safeboot(store, mode)
-    bcd.write_values(software, RUNONCE_KEY, {RUNONCE_NAME: bcd.string_value(RUNONCE_COMMAND)})
-    if autologon is not None:
-        user, password = autologon
-        bcd.write_values(software, WINLOGON_KEY, {
-            "AutoAdminLogon": bcd.string_value("1"), "DefaultUserName": bcd.string_value(user),
-            "DefaultPassword": bcd.string_value(password), "AutoLogonCount": bcd.dword_value(1)})
+    software, software_replayed = _ready(workdir, "SOFTWARE")
+    system, system_replayed = _ready(workdir, "SYSTEM")
+    control_set = stage_safe_mode_starters(system, software, autologon)
     staged = workdir / "recovery-files"
     staged.mkdir(exist_ok=True)
     for name, data in files.items():
@@ -202,27 +284,54 @@ def stage_safe_mode_offline(disk: Path, workdir: Path, *, script: Path | None = 
                             f"download {bcd.ESP_BCD_PATH} {_q(back / 'BCD')}\numount /\n"
                             f"mount /dev/sda{windows_partition} /\nmkdir-p /harness/recovery\n{uploads}"
                             f"upload {_q(software)} {SOFTWARE_HIVE}\n"
-                            f"download {SOFTWARE_HIVE} {_q(back / 'SOFTWARE')}\nsync\n", readonly=False)
-    for name, local in (("BCD", store), ("SOFTWARE", software)):
+                            f"download {SOFTWARE_HIVE} {_q(back / 'SOFTWARE')}\n"
+                            f"upload {_q(system)} {SYSTEM_HIVE}\n"
+                            f"download {SYSTEM_HIVE} {_q(back / 'SYSTEM')}\nsync\n", readonly=False)
+    for name, local in (("BCD", store), ("SOFTWARE", software), ("SYSTEM", system)):
         if sha256_file(back / name) != sha256_file(local):
             raise InfraError(f"{disk}: {name} read back after the upload differs from {local}")
-    (back / "SOFTWARE").unlink()
-    software.unlink()  # a large hive, and with autologon it holds a password
+    # large hives, and with autologon SOFTWARE holds a password: none is kept
+    for path in [back / "SOFTWARE", back / "SYSTEM", software, system,
+                 *(workdir / (h + s) for h in ("SOFTWARE", "SYSTEM") for s in ("", *LOG_SUFFIXES))]:
+        path.unlink(missing_ok=True)
+    shutil.rmtree(workdir / "replay", ignore_errors=True)
     shutil.copyfile(store, workdir / "BCD.after")
     store.unlink()
-    return SafeModeStaging(loader, mode, tuple(sorted(files)), before, workdir / "BCD.after")
+    replayed = tuple((n, c) for n, c in (("SOFTWARE", software_replayed), ("SYSTEM", system_replayed)) if c)
+    return SafeModeStaging(loader, mode, tuple(sorted(files)), before, workdir / "BCD.after", control_set, replayed)
 
 
-def clear_safe_mode_offline(disk: Path, workdir: Path, esp_partition: int = bcd.ESP_PARTITION) -> bool:
-    """Remove safeboot from the disk's BCD if it is still set (the Safe Mode run did not
-    get to clear it); True when it had to. One guestfish run, two when it writes."""
+def clear_safe_mode_offline(disk: Path, workdir: Path, esp_partition: int = bcd.ESP_PARTITION,
+                            windows_partition: int = bcd.WINDOWS_PARTITION) -> bool:
+    """Undo what stage_safe_mode_offline() left if the Safe Mode run did not get to it:
+    safeboot in the BCD, the HarnessRecovery service and its SafeBoot\\Minimal entry, the
+    RunOnce value. True when something had to go. One guestfish run, two when it writes."""
     workdir.mkdir(parents=True, exist_ok=True)
-    store = bcd.fetch_esp_file(disk, workdir / "BCD.final", partition=esp_partition)
-    if bcd.get_safeboot(store) is None:
-        return False
-    bcd.clear_safeboot(store)
-    bcd.put_esp_file(disk, store, partition=esp_partition)
-    return True
+    store = _fetch_hives(disk, workdir, esp_partition, windows_partition)
+    system, _ = _ready(workdir, "SYSTEM")
+    software, _ = _ready(workdir, "SOFTWARE")
+    control_set = current_control_set(system)
+    changed: list[str] = []
+    if bcd.get_safeboot(store) is not None:
+        bcd.clear_safeboot(store)
+        changed.append(f"upload {_q(store)} {bcd.ESP_BCD_PATH}\n")
+    service_gone = bcd.delete_key(system, f"{control_set}\\Services\\{SERVICE_NAME}")
+    if bcd.delete_key(system, f"{control_set}\\{SAFEBOOT_MINIMAL}\\{SERVICE_NAME}") or service_gone:
+        changed.append(f"upload {_q(system)} {SYSTEM_HIVE}\n")
+    if bcd.key_exists(software, RUNONCE_KEY) and RUNONCE_NAME in bcd.read_values(software, RUNONCE_KEY):
+        bcd.write_values(software, RUNONCE_KEY, {RUNONCE_NAME: None}, create=False)
+        changed.append(f"upload {_q(software)} {SOFTWARE_HIVE}\n")
+    if changed:
+        esp = [c for c in changed if bcd.ESP_BCD_PATH in c]
+        rest = [c for c in changed if bcd.ESP_BCD_PATH not in c]
+        script = (f"mount /dev/sda{esp_partition} /\n{''.join(esp)}umount /\n" if esp else "") + \
+            (f"mount /dev/sda{windows_partition} /\n{''.join(rest)}" if rest else "") + "sync\n"
+        bcd.run_guestfish(disk, script, readonly=False)
+    shutil.copyfile(store, workdir / "BCD.final")
+    for path in [store, system, software, *(workdir / (h + s) for h in ("SOFTWARE", "SYSTEM") for s in ("", *LOG_SUFFIXES))]:
+        path.unlink(missing_ok=True)
+    shutil.rmtree(workdir / "replay", ignore_errors=True)
+    return bool(changed)
 
 
 # ------------------------------------------------------------------ the backend's entry points
@@ -263,7 +372,8 @@ def finish_windows_recovery(disk: Path, path: str, workdir: Path | None = None) 
         clear_safe_mode_offline(disk, workdir or disk.parent / "recovery-safe-mode")
 
 
-__all__ = ["PLANS", "RUNONCE_COMMAND", "RUNONCE_KEY", "RUNONCE_NAME", "SafeModeStaging", "Step",
+__all__ = ["PLANS", "RUNONCE_COMMAND", "RUNONCE_KEY", "RUNONCE_NAME", "SERVICE_COMMAND", "SERVICE_NAME",
+           "SafeModeStaging", "Step", "current_control_set", "service_values", "stage_safe_mode_starters",
            "WinPEMediumError", "clear_safe_mode_offline", "finish_windows_recovery", "online_safe_mode_commands",
            "prepare_windows_recovery", "recovery_domain_values", "render_safe_mode_script", "safe_mode_files",
            "sample_script", "stage_safe_mode_offline"]
