@@ -170,7 +170,7 @@ def test_minimize_finds_the_cf291_culprit_in_at_most_three_vm_boots(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["output_bytes"] == len(out.read_bytes()) < report["input_bytes"] == len(src.read_bytes())
-    assert 1 <= report["vm_boots"] <= 3
+    assert 1 <= report["vm_boots"] <= 3, proc.stderr[-2000:]
     assert report["culprit"]["criterion_index"] == 20 and report["culprit"]["field"] == 21
     assert report["function"] == "chf_match_criterion" and "chf_match_criterion" in report["title"]
     assert "drop instances: 1449 ->" in proc.stderr
