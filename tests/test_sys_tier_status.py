@@ -148,3 +148,19 @@ def test_a_good_update_replaces_the_content_on_both_builds(zygotes: dict[str, An
         assert run.stop is None
         assert run.driver_status["Loaded"] == [NAME] and run.driver_status["Rejected"] == []
         assert run.driver_status["Generation"] == 2
+
+
+def test_a_reload_asked_before_the_first_load_is_refused_and_the_boot_load_still_runs(
+        drivers: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    from harness.sys_tier.runner import Runner
+
+    first = _folder(tmp_path, "first", {NAME: BAD_MAGIC})
+    update = _folder(tmp_path, "update", {NAME: GOOD})
+    run = Runner(drivers["hardened"], first, reload_from=update, reload_before_boot_reinit=True).run()
+    assert run.stop is None and run.leaks == []
+    assert run.reload == {"status": "0xc00000a3", "error": "the driver refused the reload"}  # DEVICE_NOT_READY
+    assert not any(line.startswith("harness_sensor: reload requested") for line in run.console)
+    names = [s.name for s in run.steps]
+    assert names.index("port message (reload)") < names.index("boot driver reinitialization")
+    # the one boot load pass ran afterwards (over the folder as it is then)
+    assert run.driver_status["Generation"] == 1 and run.driver_status["Loaded"] == [NAME]

@@ -717,6 +717,15 @@ static ULONG hs_widen(const char *s, PWCHAR out)
 	return n;
 }
 
+/* Append s to the HS_VERDICT_LEN buffer dst at n (truncating); returns the new length. */
+static ULONG hs_append(char *dst, ULONG n, const char *s)
+{
+	while (*s && n + 1 < HS_VERDICT_LEN)
+		dst[n++] = *s++;
+	dst[n] = '\0';
+	return n;
+}
+
 static ULONG hs_strlen(const char *s)
 {
 	ULONG n = 0;
@@ -892,23 +901,21 @@ static void hs_load_content(BOOLEAN reload)
 				continue;
 			}
 			rejected++;
-			f->verdict[0] = '\0';
+			if (reload) {
+				hs_lock_exclusive();
+				kept = hs_keep_last_good(f);
+				hs_unlock();
+			}
+			/* "<text> [<reason>]" for the status key (text is at most 127) */
 			{
-				struct hs_outcome v = out;
+				ULONG n = 0;
 
-				hs_put_str(&v, " [");
-				hs_put_str(&v, out.reason);
-				hs_put_str(&v, "]");
-				if (reload) {
-					hs_lock_exclusive();
-					kept = hs_keep_last_good(f);
-					hs_unlock();
-				}
+				n = hs_append(f->verdict, n, out.text);
+				n = hs_append(f->verdict, n, " [");
+				n = hs_append(f->verdict, n, out.reason);
+				n = hs_append(f->verdict, n, "]");
 				if (kept)
-					hs_put_str(&v, "; keeping last good content");
-				for (v.len = 0; v.text[v.len] && v.len + 1 < HS_VERDICT_LEN; v.len++)
-					f->verdict[v.len] = v.text[v.len];
-				f->verdict[v.len] = '\0';
+					hs_append(f->verdict, n, "; keeping last good content");
 			}
 			hs_log(HS_PREFIX "%s: rejected: %s [%s]%s\n", f->name, out.text, out.reason,
 			       kept ? "; keeping last good content" : "");
@@ -1223,7 +1230,7 @@ NTSTATUS NTAPI DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registry_path)
 
 	status = ExInitializeResourceLite(&g.lock);
 	if (!NT_SUCCESS(status))
-		return status;
+		goto fail;
 	g.lock_ready = TRUE;
 
 	/* A page of address space that is reserved and never mapped: reading

@@ -10,6 +10,8 @@ say STATUS_TOO_LATE from the start and never has its boot reinitialization queue
 `reload_from` (a host folder) replaces the content folder after the pre-create callback and asks
 the driver to re-read it online, as the harness does in a guest: connect to the driver's
 communication port, send one message, close the connection (then the unload as before).
+With `reload_before_boot_reinit` the same reload is asked while the boot queue is still waiting
+(before the driver's first load), which the driver must refuse.
 What the driver wrote under its service key (Parameters\\State, its own word for the host) is
 read back at the end of the run: `SysRun.driver_status`.
 
@@ -106,11 +108,13 @@ class Runner:
                  unload_before_boot_reinit: bool = False, vendor: str = VENDOR_DIR,
                  max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
                  timeout_s: float = DEFAULT_TIMEOUT_S, listing_entries: int = 3,
-                 boot_queue_first: bool = False, reload_from: Path | None = None) -> None:
+                 boot_queue_first: bool = False, reload_from: Path | None = None,
+                 reload_before_boot_reinit: bool = False) -> None:
         self.sys_path = sys_path
         self.boot_start = boot_start
         self.unload_early = unload_before_boot_reinit
         self.reload_from = reload_from
+        self.reload_early = reload_before_boot_reinit
         self.reload: dict[str, Any] | None = None
         self.boot_queue_first = boot_queue_first  # the other order of the two queues during boot
         self.k = Kernel(sys_path, timeout_s=timeout_s, max_instructions=max_instructions)
@@ -177,6 +181,8 @@ class Runner:
         if self.boot_start:
             if self.unload_early and not self._unload(mandatory=True):
                 return
+            if self.reload_early and self.reload_from is not None and not self._reload(self.reload_from):
+                return
             for r in self.io.take(boot=True):
                 if self.image_unloaded:
                     self._call_into_unloaded_image("boot driver reinitialization", r.routine)
@@ -203,7 +209,7 @@ class Runner:
                 context = self.k.alloc(8, "flt.completion")
                 if not self._call("pre-create (IRP_MJ_CREATE_NAMED_PIPE)", pre, [data, related, context]):
                     return
-        if self.reload_from is not None and not self._reload(self.reload_from):
+        if self.reload_from is not None and self.reload is None and not self._reload(self.reload_from):
             return
         self._unload(mandatory=False)
 
