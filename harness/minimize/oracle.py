@@ -71,13 +71,6 @@ class HostOracle:
         return Crash("host", result.crash.get("function"), region=result.crash.get("region"),
                      reason=result.reason)
 
-    def describe(self, data: bytes) -> str:
-        """The outcome in words (for 'does not crash' messages)."""
-        self.path.write_bytes(data)
-        self.runs += 1
-        result = check_file(self.path, self.build)
-        return f"{result.outcome}: {result.reason}"
-
 
 class VmOracle:
     """A fresh machine of `profile` running `build`, booted once per candidate."""
