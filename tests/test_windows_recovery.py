@@ -651,12 +651,15 @@ def test_safe_mode_is_staged_offline_on_the_esp_and_the_windows_volume(tmp_path:
     # SOFTWARE as a bugchecked machine leaves it: dirty, a pending entry in LOG1, a stale one in LOG2
     software, log1, log2, sequence = _dirty_hive_with_log(hives)
     system = make_system_hive(hives / "SYSTEM")
+    bcd_log = hives / "BCD.LOG1"  # a log holding only its base block: nothing pending
+    bcd_log.write_bytes(store.read_bytes()[:512])
     raw = tmp_path / "disk.raw"
     subprocess.run([qemu_img, "create", "-q", "-f", "raw", str(raw), "160M"], check=True)
     bcd.run_guestfish(raw, "part-init /dev/sda gpt\npart-add /dev/sda p 2048 67583\n"
                            "part-add /dev/sda p 67584 100351\npart-add /dev/sda p 100352 -2048\n"
                            "mkfs vfat /dev/sda1\nmkfs ntfs /dev/sda3\n"
                            f"mount /dev/sda1 /\nmkdir-p /EFI/Microsoft/Boot\nupload {store} /EFI/Microsoft/Boot/BCD\n"
+                           f"upload {bcd_log} /EFI/Microsoft/Boot/BCD.LOG1\n"
                            f"umount /\nmount /dev/sda3 /\nmkdir-p /Windows/System32/config\n"
                            f"mkdir-p /Windows/System32/drivers/HarnessSensor\n"
                            f"upload {software} /Windows/System32/config/SOFTWARE\n"

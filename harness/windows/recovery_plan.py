@@ -17,8 +17,8 @@ safe-mode (the machine cannot boot: everything is staged offline, on the shut-of
              SOFTWARE hive: RunOnce "*HarnessRecovery" (the "*" makes it run in Safe
                Mode, at the first logon; AutoAdminLogon for one logon when the image's
                password is known).
-           Each hive's transaction logs are replayed first, or the staging is refused
-           (hivelog.py): the machine bugchecked, its hives may be dirty.
+           Each hive's transaction logs (the BCD's too) are replayed first, or the
+           staging is refused (hivelog.py): the machine bugchecked, its hives may be dirty.
     guest  Safe Mode boot -> the service (or the logon's RunOnce) -> safe-mode.ps1 (the
            first starter wins, the other finds its lock): the script, `recovery:` lines
            and HARNESS-RECOVERY-DONE path=safe-mode rc=N on COM2, both starters removed,
@@ -219,7 +219,7 @@ class SafeModeStaging:
     bcd_before: Path  # copies kept in the work directory (artifacts)
     bcd_after: Path
     control_set: str = "ControlSet001"
-    replayed: tuple[tuple[str, int], ...] = ()  # (hive, log entries replayed) for the hives that needed it
+    replayed: tuple[tuple[str, int], ...] = ()  # (BCD/SOFTWARE/SYSTEM, log entries replayed) where needed
 
 
 def _q(path: Path | str) -> str:
@@ -230,16 +230,20 @@ def _q(path: Path | str) -> str:
 
 
 def _fetch_hives(disk: Path, workdir: Path, esp_partition: int, windows_partition: int) -> Path:
-    """One read-only guestfish run: the BCD, SOFTWARE and SYSTEM with their logs (a log
-    that does not exist is skipped: '-' lets guestfish go on). Returns the BCD copy."""
+    """One read-only guestfish run: the BCD, SOFTWARE and SYSTEM hives with their logs
+    (a log that does not exist is skipped: '-' lets guestfish go on). Returns the BCD copy."""
     store = workdir / "BCD"
+    esp_logs = "".join(f"-download {bcd.ESP_BCD_PATH}{suffix} {_q(workdir / ('BCD' + suffix))}\n"
+                       for suffix in LOG_SUFFIXES)
+    for suffix in LOG_SUFFIXES:
+        (workdir / ("BCD" + suffix)).unlink(missing_ok=True)
     downloads = "".join(f"-download {hive}{suffix} {_q(workdir / (Path(hive).name + suffix))}\n"
                         for hive in (SOFTWARE_HIVE, SYSTEM_HIVE) for suffix in ("", *LOG_SUFFIXES))
     for hive in (SOFTWARE_HIVE, SYSTEM_HIVE):
         for suffix in ("", *LOG_SUFFIXES):
             (workdir / (Path(hive).name + suffix)).unlink(missing_ok=True)
     bcd.run_guestfish(disk, f"mount-ro /dev/sda{esp_partition} /\ndownload {bcd.ESP_BCD_PATH} {_q(store)}\n"
-                            f"umount /\nmount-ro /dev/sda{windows_partition} /\n{downloads}", readonly=True)
+                            f"{esp_logs}umount /\nmount-ro /dev/sda{windows_partition} /\n{downloads}", readonly=True)
     for hive in (SOFTWARE_HIVE, SYSTEM_HIVE):
         if not (workdir / Path(hive).name).is_file():
             raise InfraError(f"{disk}: no {hive} on partition {windows_partition}: not the Windows volume "
@@ -266,9 +270,10 @@ def stage_safe_mode_offline(disk: Path, workdir: Path, *, script: Path | None = 
     does not); the password goes only into the guest's SOFTWARE hive."""
     files = safe_mode_files(script, bad_files)
     workdir.mkdir(parents=True, exist_ok=True)
-    store = _fetch_hives(disk, workdir, esp_partition, windows_partition)
+    original = _fetch_hives(disk, workdir, esp_partition, windows_partition)
     before = workdir / "BCD.before"
-    shutil.copyfile(store, before)
+    shutil.copyfile(original, before)
+    store, bcd_replayed = _ready(workdir, "BCD")  # the ESP's BCD has its .LOG1/.LOG2 too
     loader = bcd.set_safeboot(store, mode)
     software, software_replayed = _ready(workdir, "SOFTWARE")
     system, system_replayed = _ready(workdir, "SYSTEM")
@@ -294,10 +299,12 @@ def stage_safe_mode_offline(disk: Path, workdir: Path, *, script: Path | None = 
     for path in [back / "SOFTWARE", back / "SYSTEM", software, system,
                  *(workdir / (h + s) for h in ("SOFTWARE", "SYSTEM") for s in ("", *LOG_SUFFIXES))]:
         path.unlink(missing_ok=True)
-    shutil.rmtree(workdir / "replay", ignore_errors=True)
     shutil.copyfile(store, workdir / "BCD.after")
-    store.unlink()
-    replayed = tuple((n, c) for n, c in (("SOFTWARE", software_replayed), ("SYSTEM", system_replayed)) if c)
+    for path in [original, *(workdir / ("BCD" + s) for s in LOG_SUFFIXES)]:
+        path.unlink(missing_ok=True)
+    shutil.rmtree(workdir / "replay", ignore_errors=True)
+    replayed = tuple((n, c) for n, c in (("BCD", bcd_replayed), ("SOFTWARE", software_replayed),
+                                         ("SYSTEM", system_replayed)) if c)
     return SafeModeStaging(loader, mode, tuple(sorted(files)), before, workdir / "BCD.after", control_set, replayed)
 
 
@@ -307,7 +314,8 @@ def clear_safe_mode_offline(disk: Path, workdir: Path, esp_partition: int = bcd.
     safeboot in the BCD, the HarnessRecovery service and its SafeBoot\\Minimal entry, the
     RunOnce value. True when something had to go. One guestfish run, two when it writes."""
     workdir.mkdir(parents=True, exist_ok=True)
-    store = _fetch_hives(disk, workdir, esp_partition, windows_partition)
+    _fetch_hives(disk, workdir, esp_partition, windows_partition)
+    store, _ = _ready(workdir, "BCD")
     system, _ = _ready(workdir, "SYSTEM")
     software, _ = _ready(workdir, "SOFTWARE")
     control_set = current_control_set(system)
@@ -328,7 +336,8 @@ def clear_safe_mode_offline(disk: Path, workdir: Path, esp_partition: int = bcd.
             (f"mount /dev/sda{windows_partition} /\n{''.join(rest)}" if rest else "") + "sync\n"
         bcd.run_guestfish(disk, script, readonly=False)
     shutil.copyfile(store, workdir / "BCD.final")
-    for path in [store, system, software, *(workdir / (h + s) for h in ("SOFTWARE", "SYSTEM") for s in ("", *LOG_SUFFIXES))]:
+    for path in [store, system, software,
+                 *(workdir / (h + s) for h in ("BCD", "SOFTWARE", "SYSTEM") for s in ("", *LOG_SUFFIXES))]:
         path.unlink(missing_ok=True)
     shutil.rmtree(workdir / "replay", ignore_errors=True)
     return bool(changed)
