@@ -92,17 +92,19 @@ class Step:
 PLANS: dict[RecoveryPath, tuple[Step, ...]] = {
     "safe-mode": (
         Step("host", "destroy the looping domain (the disk is a qcow2 overlay of the golden image)"),
-        Step("host", "stage_safe_mode_offline: BCD safeboot, C:\\harness\\recovery, RunOnce *HarnessRecovery"),
+        Step("host", "stage_safe_mode_offline: hive logs replayed or refused; BCD safeboot, C:\\harness\\recovery, "
+                     "the HarnessRecovery service under SafeBoot\\Minimal, RunOnce *HarnessRecovery"),
         Step("host", "start the domain: recovery_domain_values(medium=None)"),
-        Step("guest", "Safe Mode: harnessflt (a boot-start filter) is not loaded; logon; RunOnce runs "
-                      "safe-mode.ps1", "HARNESS-RECOVERY-DONE path=safe-mode rc="),
+        Step("guest", "Safe Mode: harnessflt (a boot-start filter) is not loaded; the service (or the "
+                      "logon's RunOnce) runs safe-mode.ps1", "HARNESS-RECOVERY-DONE path=safe-mode rc="),
         Step("guest", "safe-mode.ps1 deleted safeboot and restarted Windows"),
         Step("guest", "normal boot; boot-marker.ps1 reads fltmc filters", "HARNESS-SENSOR-LOADED"),
     ),
     "recovery-env": (
         Step("host", "destroy the looping domain"),
-        Step("host", "build_winpe_medium: the user's WinPE/WinRE with winpeshl.ini and recover.cmd"),
-        Step("host", "start the domain: recovery_domain_values(medium=iso): CD-ROM boot order 1, disk 2"),
+        Step("host", "build_winpe_medium: the user's WinPE/WinRE with winpeshl.ini and recover.cmd, no-prompt "
+                     "EFI boot image"),
+        Step("host", "start the domain: recovery_domain_values(medium=iso): CD-ROM boot order 1, disk 2 on SATA"),
         Step("guest", "WinPE runs recover.cmd (COM1)", "HARNESS-RECOVERY-DONE path=recovery-env rc="),
         Step("guest", "wpeutil shutdown: the domain ends"),
         Step("host", "start the domain: recovery_domain_values(medium=None): no CD-ROM, disk boot order 1"),
