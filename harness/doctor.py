@@ -104,9 +104,11 @@ def _windows_checks(profile: Profile) -> list[Check]:
     from .windows.golden import load_golden, verify_golden
 
     checks = []
+    spec = EDITIONS[profile.edition]
     try:
-        check_host(tpm=EDITIONS[profile.edition].tpm)
-        checks.append(Check("firmware", True, "OVMF" + (" and swtpm" if EDITIONS[profile.edition].tpm else "")))
+        check_host(tpm=spec.tpm, secure_boot_capable=spec.secure_boot_capable)
+        checks.append(Check("firmware", True, ("OVMF (Secure Boot capable)" if spec.secure_boot_capable else "OVMF")
+                            + (" and swtpm" if spec.tpm else "")))
     except HarnessError as exc:
         checks.append(Check("firmware", False, str(exc), "make setup"))
     try:
