@@ -33,25 +33,36 @@ from .crashtest.build import CONTENT_DIR, MODES, READY, VARIANTS, CrashtestBuild
 LOGS = REPO / "fixtures" / "logs" / "linux"
 DRIVER = DriverSpec(content_dir=CONTENT_DIR, ready=READY, module="crashtest.ko")
 
-# mode -> (kind, title, function, fatal).  Stalls and hangs are named the way frames.py says:
-# a stalled CPU (soft lockup, RCU stall) by the function just above the first dispatcher, here
-# do_one_initcall (the module's init); a hung task by the first frame that is not a way of
-# waiting (msleep is one).  A panic's title names its reason, not a function; its `function` is
-# the first frame not skipped: crashtest_panic is, as `panic` is searched in every frame name
-# (syzkaller's list does the same), so it is the caller, crashtest_init.
-EXPECTED: dict[str, tuple[str, str, str, bool]] = {
-    "warn": ("warning", "WARNING in crashtest_warn", "crashtest_warn", False),
-    "bug": ("bug", "kernel BUG in crashtest_bug", "crashtest_bug", True),
-    "null": ("null-deref", "BUG: unable to handle kernel NULL pointer dereference in crashtest_null_deref",
-             "crashtest_null_deref", True),
-    "gpf": ("general-protection", "general protection fault in crashtest_gpf", "crashtest_gpf", True),
-    "divide": ("divide-error", "divide error in crashtest_divide", "crashtest_divide", True),
-    "softlockup": ("soft-lockup", "BUG: soft lockup in crashtest_init", "crashtest_init", True),
-    "rcu": ("rcu-stall", "INFO: rcu detected stall in crashtest_init", "crashtest_init", True),
-    "hung": ("hung-task", "INFO: task hung in crashtest_hang", "crashtest_hang", True),
-    "panic": ("panic", "kernel panic: crashtest: panic requested by mode=panic", "crashtest_init", True),
+# mode -> the reports of each boot, in order: (kind, title, function, fatal).  Stalls and hangs
+# are named the way frames.py says: a stalled CPU (soft lockup, RCU stall, stack overflow) by the
+# function just above the first dispatcher, here do_one_initcall (the module's init); a hung task
+# by the first frame that is not a way of waiting (msleep is one).  A panic's title names its
+# reason, not a function; its `function` is the first frame not skipped: crashtest_panic is, as
+# `panic` is searched in every frame name (syzkaller's list does the same), so it is the caller,
+# crashtest_init.  `atomic` has a second report, the kernel's own: __schedule_bug reset the
+# preemption count, so the module's preempt_enable() unbalanced it (`WARNING in do_one_initcall`).
+Report = tuple[str, str, str, bool]
+EXPECTED: dict[str, list[Report]] = {
+    "warn": [("warning", "WARNING in crashtest_warn", "crashtest_warn", False)],
+    "bug": [("bug", "kernel BUG in crashtest_bug", "crashtest_bug", True)],
+    "null": [("null-deref", "BUG: unable to handle kernel NULL pointer dereference in crashtest_null_deref",
+              "crashtest_null_deref", True)],
+    "gpf": [("general-protection", "general protection fault in crashtest_gpf", "crashtest_gpf", True)],
+    "divide": [("divide-error", "divide error in crashtest_divide", "crashtest_divide", True)],
+    "softlockup": [("soft-lockup", "BUG: soft lockup in crashtest_init", "crashtest_init", True)],
+    "rcu": [("rcu-stall", "INFO: rcu detected stall in crashtest_init", "crashtest_init", True)],
+    "hung": [("hung-task", "INFO: task hung in crashtest_hang", "crashtest_hang", True)],
+    "panic": [("panic", "kernel panic: crashtest: panic requested by mode=panic", "crashtest_init", True)],
+    # fatal here though the kernel runs on: see test_scheduling_while_atomic_is_a_finding below.
+    "atomic": [("bug", "BUG: scheduling while atomic in crashtest_sleep_atomic", "crashtest_sleep_atomic", True),
+               ("warning", "WARNING in do_one_initcall", "do_one_initcall", False)],
+    "list": [("bug", "BUG: corrupted list in crashtest_list_double_add", "crashtest_list_double_add", True)],
+    "stackprot": [("panic", "kernel panic: stack is corrupted in crashtest_smash", "crashtest_smash", True)],
+    "overflow": [("stack-overflow", "BUG: stack guard page was hit in crashtest_init", "crashtest_init", True)],
+    "refcount": [("warning", "WARNING: refcount bug in crashtest_get_zero_count", "crashtest_get_zero_count",
+                  False)],
 }
-# The line each mode's report opens with (the kernel's words), to check first_line against.
+# The kernel's words that open each mode's first report, to check first_line against.
 HEADS = {
     "warn": r"WARNING: CPU: \d+ PID: \d+ at \S+crashtest\.c:\d+ crashtest_warn\+",
     "bug": r"kernel BUG at \S+crashtest\.c:\d+!",
@@ -62,8 +73,21 @@ HEADS = {
     "rcu": r"rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
     "hung": r"INFO: task insmod:\d+ blocked for more than \d+ seconds\.",
     "panic": r"Kernel panic - not syncing: crashtest: panic requested by mode=panic",
+    "atomic": r"BUG: scheduling while atomic: insmod/\d+/0x[0-9a-f]+",
+    "list": r"list_add double add: new=|kernel BUG at lib/list_debug\.c:\d+!",
+    "stackprot": r"Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: crashtest_smash\+",
+    "overflow": r"BUG: TASK stack guard page was hit at",
+    "refcount": r"WARNING: CPU: \d+ PID: \d+ at lib/refcount\.c:\d+ refcount_warn_saturate\+",
 }
 FATAL_BOOTS = 2  # the boots of a boot loop before harness reproduce stops it
+
+
+def is_fatal_mode(mode: str) -> bool:
+    return any(fatal for _kind, _title, _function, fatal in EXPECTED[mode])
+
+
+def boots_of(mode: str) -> int:
+    return FATAL_BOOTS if is_fatal_mode(mode) and mode != "atomic" else 1
 
 
 def log_of(mode: str) -> Path:
@@ -77,66 +101,66 @@ def log_lines(path: Path) -> list[str]:
 
 def test_every_mode_has_an_expectation_and_a_captured_log() -> None:
     assert set(EXPECTED) == set(MODES) == set(HEADS)
-    for name in VARIANTS:
+    for name in [*MODES, *VARIANTS]:
         assert log_of(name).is_file(), f"{log_of(name)}: capture it with python3 -m tests.crashtest.capture {name}"
-    for mode, (kind, _title, function, fatal) in EXPECTED.items():
-        assert log_of(mode).is_file(), f"{log_of(mode)}: capture it with python3 -m tests.crashtest.capture {mode}"
-        assert MODES[mode][0] == kind and MODES[mode][2] == fatal, mode
 
 
 @pytest.mark.parametrize("mode", sorted(EXPECTED))
 def test_the_log_is_a_real_boot_of_crashtest_in_that_mode(mode: str) -> None:
     text = log_of(mode).read_bytes().decode("utf-8", "replace")
-    boots = 1 if mode == "warn" else FATAL_BOOTS
+    boots = boots_of(mode)
     assert len(re.findall(r"Linux version 6\.\d+\.\d+-\d+-amd64 ", text)) == boots
     assert text.count(f"crashtest: provoking {mode}\r\n") == boots
-    assert ("crashtest: done" in text) == (mode == "warn")
+    assert ("crashtest: done" in text) == (boots == 1)
 
 
 @pytest.mark.parametrize("mode", sorted(EXPECTED))
 def test_triage_json_lists_each_report_with_the_modules_function(mode: str) -> None:
-    kind, title, function, fatal = EXPECTED[mode]
     proc = run_harness("triage", log_of(mode), "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     lines = log_lines(log_of(mode))
     reports = out["reports"]
-    assert len(reports) == (FATAL_BOOTS if fatal else 1), reports
+    expected = EXPECTED[mode] * boots_of(mode)
+    assert [(r["kind"], r["title"], r["function"], r["fatal"]) for r in reports] == expected, reports
     for report in reports:
-        assert (report["kind"], report["title"], report["function"], report["fatal"]) == (kind, title, function,
-                                                                                            fatal), report
-        assert report["module"] == "crashtest", report
+        assert report["module"] == ("crashtest" if report["function"].startswith("crashtest_") else None), report
         assert report["corrupted"] is False and report["corrupted_reason"] is None, report
-        # The report starts at its head, or at the `cut here` line the kernel prints just before it.
-        first = lines[report["first_line"] - 1]
-        head = lines[report["first_line"]] if "[ cut here ]" in first else first
-        assert re.search(HEADS[mode], head), (report, first, head)
+    # The report starts at its head, or at the `cut here` line (and the message) just before it.
+    first = reports[0]["first_line"]
+    assert any(re.search(HEADS[mode], line) for line in lines[first - 1:first + 2]), lines[first - 1:first + 2]
+    fatal = [r for r in reports if r["fatal"]]
     if fatal:
-        assert out["crash"]["title"] == title and out["crash"]["function"] == function
-        assert out["crash"]["first_line"] == reports[0]["first_line"]
-        assert out["verdict"] == "boot-loop" and out["crashing_boots"] == FATAL_BOOTS
+        assert (out["crash"]["title"], out["crash"]["first_line"]) == (fatal[0]["title"], fatal[0]["first_line"])
     else:
         assert out["crash"] is None and out["crashes"] == []
 
 
-def test_warn_with_the_profiles_driver_is_healthy_with_the_warning_as_a_finding() -> None:
-    triage = triage_files(log_of("warn"), driver=DRIVER)
-    verdict = triage.verdict
+@pytest.mark.parametrize("mode", ["warn", "refcount"])
+def test_a_warning_with_the_profiles_driver_is_healthy_with_the_warning_as_a_finding(mode: str) -> None:
+    verdict = triage_files(log_of(mode), driver=DRIVER).verdict
     assert verdict.verdict == "healthy", verdict.one_line()
     assert verdict.crash is None and verdict.crashes == []
-    [finding] = verdict.findings
-    assert (finding.kind, finding.title, finding.function, finding.fatal) == EXPECTED["warn"][:2] + (
-        "crashtest_warn", False)
+    assert [(f.kind, f.title, f.function, f.fatal) for f in verdict.findings] == EXPECTED[mode]
 
 
-@pytest.mark.parametrize("mode", sorted(m for m, e in EXPECTED.items() if e[3]))
+@pytest.mark.parametrize("mode", sorted(m for m in EXPECTED if boots_of(m) == FATAL_BOOTS))
 def test_a_fatal_mode_with_the_profiles_driver_is_a_boot_loop_in_its_function(mode: str) -> None:
-    triage = triage_files(log_of(mode), driver=DRIVER)
-    verdict = triage.verdict
+    verdict = triage_files(log_of(mode), driver=DRIVER).verdict
+    [(_kind, title, function, _fatal)] = EXPECTED[mode]
     assert verdict.verdict == "boot-loop" and verdict.crashing_boots == FATAL_BOOTS, verdict.one_line()
-    assert verdict.crash is not None and verdict.crash.title == EXPECTED[mode][1]
-    assert [c.function for c in verdict.crashes] == [EXPECTED[mode][2]] * FATAL_BOOTS
+    assert verdict.crash is not None and verdict.crash.title == title
+    assert [c.function for c in verdict.crashes] == [function] * FATAL_BOOTS
     assert verdict.findings == []
+
+
+@pytest.mark.xfail(strict=True, reason="parser: every BUG: report is fatal (kinds_locking.py: 'The BUG: ones were "
+                                       "always crashes here and stay so'), but __schedule_bug only prints: the "
+                                       "machine completed its boot; reproduce waited 45 s and said hang")
+def test_scheduling_while_atomic_is_a_finding() -> None:
+    verdict = triage_files(log_of("atomic"), driver=DRIVER).verdict
+    assert verdict.verdict == "healthy", verdict.one_line()
+    assert [f.title for f in verdict.findings] == [title for _k, title, _f, _fatal in EXPECTED["atomic"]]
 
 
 # ------------------------------------------- without the panic sysctls (panic=0)
@@ -155,7 +179,7 @@ def test_a_soft_lockup_the_machine_survives_is_one_whole_report_per_watchdog_bar
     reports = reports_of("softlockup-nopanic")
     assert len(barks) >= 2 and [r["first_line"] for r in reports] == barks
     for report in reports:
-        assert (report["kind"], report["title"], report["function"]) == EXPECTED["softlockup"][:3]
+        assert (report["kind"], report["title"], report["function"]) == EXPECTED["softlockup"][0][:3]
         assert not report["corrupted"], report
     assert any("crashtest: done" in line for line in lines[reports[-1]["last_line"]:])
 
@@ -254,7 +278,7 @@ def test_live_a_fatal_mode_and_warn_through_harness_reproduce(tmp_path: Path, re
 
     null = reproduce("null")
     assert null["verdict"] == "boot-loop", null
-    assert null["crash"]["title"] == EXPECTED["null"][1] and null["crash"]["function"] == "crashtest_null_deref"
+    assert null["crash"]["title"] == EXPECTED["null"][0][1] and null["crash"]["function"] == "crashtest_null_deref"
     assert null["crash"]["module"] == "crashtest" and not null["crash"]["corrupted"]
 
     warn = reproduce("warn")

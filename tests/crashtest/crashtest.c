@@ -22,6 +22,16 @@
  * hung        kernel.hung_task_timeout_secs=1, then crashtest_hang() sleeps
  *             uninterruptibly (D state) for `seconds`
  * panic       panic() with a message, from crashtest_panic()
+ * atomic      crashtest_sleep_atomic() sleeps with preemption off (scheduling
+ *             while atomic); the load completes
+ * list        crashtest_list_double_add() adds an entry to a list twice
+ *             (CONFIG_DEBUG_LIST with BUG_ON_DATA_CORRUPTION: kernel BUG)
+ * stackprot   crashtest_smash() writes past a local array over the stack canary
+ *             (CONFIG_STACKPROTECTOR: a panic when it returns)
+ * overflow    crashtest_recurse() calls itself until the stack's guard page
+ *             (CONFIG_VMAP_STACK)
+ * refcount    crashtest_get_zero_count() increments a refcount_t that is 0 (the
+ *             refcount WARNING); the load completes
  *
  * panic=1 (the default) also sets kernel.softlockup_panic, kernel.hung_task_panic
  * or kernel.panic_on_rcu_stall for the modes above, so that, as with the
@@ -41,17 +51,20 @@
 #include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/jiffies.h>
+#include <linux/list.h>
 #include <linux/kernel.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/preempt.h>
 #include <linux/rcupdate.h>
+#include <linux/refcount.h>
 #include <linux/sched.h>
 #include <linux/string.h>
 
 static char *mode = "warn";
 module_param(mode, charp, 0444);
-MODULE_PARM_DESC(mode, "What to provoke at load: warn, bug, null, gpf, divide, softlockup, rcu, hung, panic");
+MODULE_PARM_DESC(mode, "What to provoke at load: warn, bug, null, gpf, divide, softlockup, rcu, hung, panic, "
+		 "atomic, list, stackprot, overflow, refcount");
 
 static unsigned int seconds = 8;
 module_param(seconds, uint, 0444);
@@ -165,6 +178,54 @@ static noinline void crashtest_panic(void)
 	panic("crashtest: panic requested by mode=panic");
 }
 
+static noinline void crashtest_sleep_atomic(void)
+{
+	preempt_disable();
+	schedule_timeout_uninterruptible(1);
+	preempt_enable();
+}
+
+static noinline void crashtest_list_double_add(void)
+{
+	static LIST_HEAD(crashtest_list);
+	static struct list_head entry;
+
+	list_add(&entry, &crashtest_list);
+	list_add(&entry, &crashtest_list);
+}
+
+static volatile size_t crashtest_smash_len = 64;
+
+static noinline void crashtest_smash(void)
+{
+	char buf[16];
+	volatile char *p = buf;
+	size_t i;
+
+	/* Byte by byte through a volatile pointer: FORTIFY_SOURCE does not see it. */
+	for (i = 0; i < crashtest_smash_len; i++)
+		p[i] = 0x41;
+}
+
+static volatile unsigned int crashtest_depth_limit = 1u << 20;
+
+static noinline unsigned int crashtest_recurse(unsigned int depth)
+{
+	volatile char frame[512];
+
+	frame[0] = depth;
+	if (depth >= crashtest_depth_limit)
+		return frame[0];
+	return crashtest_recurse(depth + 1) + frame[0];
+}
+
+static noinline void crashtest_get_zero_count(void)
+{
+	refcount_t count = REFCOUNT_INIT(0);
+
+	refcount_inc(&count);
+}
+
 static int __init crashtest_init(void)
 {
 	pr_notice("provoking %s\n", mode);
@@ -195,8 +256,19 @@ static int __init crashtest_init(void)
 		crashtest_hang(seconds);
 	} else if (!strcmp(mode, "panic")) {
 		crashtest_panic();
+	} else if (!strcmp(mode, "atomic")) {
+		crashtest_sleep_atomic();
+	} else if (!strcmp(mode, "list")) {
+		crashtest_list_double_add();
+	} else if (!strcmp(mode, "stackprot")) {
+		crashtest_smash();
+	} else if (!strcmp(mode, "overflow")) {
+		pr_notice("depth %u\n", crashtest_recurse(0));
+	} else if (!strcmp(mode, "refcount")) {
+		crashtest_get_zero_count();
 	} else {
-		pr_err("unknown mode=%s: warn, bug, null, gpf, divide, softlockup, rcu, hung, panic\n", mode);
+		pr_err("unknown mode=%s: warn, bug, null, gpf, divide, softlockup, rcu, hung, panic, "
+		       "atomic, list, stackprot, overflow, refcount\n", mode);
 		return -EINVAL;
 	}
 	pr_notice("done\n");

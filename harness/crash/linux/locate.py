@@ -60,10 +60,22 @@ def _trace(lines: list[str], start: int) -> list[Frame]:
     return [] if header is None else list(_stack_after(lines, header + 1, enter_trace=False))
 
 
+# What follows the function a head names: `+0x46/0x4f [crashtest]` names its module.
+_HEAD_MODULE_RE = re.compile(r"\S*\s+\[(?P<mod>[A-Za-z0-9_]+)\]")
+
+
+def _head_frame(head: re.Match[str]) -> list[Frame]:
+    """The function the head names (group `hf`), with its module when the head prints one."""
+    if "hf" not in head.re.groupindex or not head.group("hf"):
+        return []
+    module = _HEAD_MODULE_RE.match(head.string, head.end("hf"))
+    return [Frame(head.group("hf"), module.group("mod") if module else None)]
+
+
 def candidate_frames(kind: Kind, head: re.Match[str], lines: list[str]) -> tuple[list[Frame], bool]:
     """(frames in the order the kind reads them, whether the skip list applies to them)."""
     locate = kind.locate
-    head_frame = [Frame(head.group("hf"))] if "hf" in head.re.groupindex and head.group("hf") else []
+    head_frame = _head_frame(head)
     if locate in ("ip", "ip-trace"):
         return _ip_then_stack(lines, 0, locate == "ip-trace"), True
     if locate == "warning":  # the trap's RIP and what follows it; else the stack (WARN prints no RIP before 4.9)
