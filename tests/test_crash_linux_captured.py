@@ -4,14 +4,16 @@
 `harness reproduce` with tests/crashtest/crashtest.ko as the profile's driver, loaded with
 `mode=<mode>` (`python3 -m tests.crashtest.capture`; fixtures/logs/linux/README.md says how and
 when).  The guest boots with `panic=1 oops=panic`, so each fatal mode crashed two boots in a row
-(a boot loop) and each log holds two reports; `warn` boots once and stays up.
+(a boot loop) and its log holds the same report twice; `warn`, `refcount` and `atomic` boot once
+and stay up.  Three more logs (`<mode>-nopanic`) are the stall and hang modes with `panic=0`:
+the report, then the machine runs on.
 
 The fast tests triage each saved log (`harness triage LOG --json`, and `triage_files` with the
 profile's driver for the verdict) and check every report: kind, title, the module's own function,
-fatal or not, not corrupted.  Three more logs (`<mode>-nopanic`) are the stall and hang modes with
-`panic=0`: the report, then the machine runs on.  The one VM test builds the module and boots a fatal mode and `warn`
-live through `harness reproduce`.  Debian's kernel has no UBSAN, KASAN, kmemleak or lockdep,
-so those kinds cannot be captured here (tests/crashtest/README.md).
+fatal or not, not corrupted.  The one VM test (~25-60 s) builds the module and boots a fatal mode
+and `warn` live through `harness reproduce`.  Debian's kernel has no UBSAN, KASAN, kmemleak or
+lockdep, so those kinds cannot be captured here (tests/crashtest/README.md).  Strict xfails mark
+what the logs show the parser still gets wrong.
 """
 
 from __future__ import annotations
