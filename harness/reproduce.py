@@ -48,7 +48,8 @@ class Reproduction:
         if v.crash is not None:
             crash = {**v.crash.to_json()}
         return {"verdict": v.verdict, "reason": v.reason, "boots": v.boots, "crashing_boots": v.crashing_boots,
-                "crash": crash, "artifacts": str(self.artifacts), "serial_log": str(self.artifacts / "serial.log"),
+                "crash": crash, "findings": [f.to_json() for f in v.findings],
+                "artifacts": str(self.artifacts), "serial_log": str(self.artifacts / "serial.log"),
                 "content_name": self.content_name, "sensor": self.sensor, "profile": self.profile,
                 "elapsed_s": round(v.elapsed_s, 3), "attempts": self.attempts, "rerun": self.rerun,
                 **({"recovery": self.recovery} if self.recovery else {})}

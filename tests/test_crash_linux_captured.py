@@ -158,7 +158,8 @@ def test_a_fatal_mode_with_the_profiles_driver_is_a_boot_loop_in_its_function(mo
 
 @pytest.mark.xfail(strict=True, reason="parser: every BUG: report is fatal (kinds_locking.py: 'The BUG: ones were "
                                        "always crashes here and stay so'), but __schedule_bug only prints: the "
-                                       "machine completed its boot; reproduce waited 45 s and said hang")
+                                       "machine completed its boot (the live verdict is `crashed` at once, "
+                                       "test_monitor.py); whether it should be a finding is undecided")
 def test_scheduling_while_atomic_is_a_finding() -> None:
     verdict = triage_files(log_of("atomic"), driver=DRIVER).verdict
     assert verdict.verdict == "healthy", verdict.one_line()

@@ -367,3 +367,21 @@ def test_a_finding_seen_whole_is_told_when_the_monitor_judges_even_with_nothing_
     verdict = monitor.decide(t + 0.5, hang_timeout=30)
     assert verdict is not None and verdict.verdict == "healthy"
     assert [f.title for f in verdict.findings] == ["WARNING in chf_load_file"]
+
+
+def test_a_fatal_report_the_machine_runs_on_after_is_crashed_at_once_not_a_hang() -> None:
+    """Captured on our own guest: `BUG: scheduling while atomic` in a module's init, no panic,
+    and the boot completes. No reboot will come: the verdict is `crashed` as soon as the
+    report is whole, not a hang after the hang timeout."""
+    from pathlib import Path
+
+    from harness.driver import DriverSpec
+
+    log = Path(__file__).resolve().parent.parent / "fixtures" / "logs" / "linux" / "captured-atomic.log"
+    monitor = Monitor(LinuxFamily(driver=DriverSpec(content_dir="/var/lib/crashtest",
+                                                    ready=r"crashtest: (done|loaded)", module="/x/crashtest.ko")))
+    t = feed(monitor, log.read_text(errors="replace").splitlines(), 0.0)
+    verdict = monitor.decide(t + 3.5, hang_timeout=45)  # the grace window has passed; far from the hang timeout
+    assert verdict is not None and verdict.verdict == "crashed", verdict
+    assert "ran on to boot complete without a panic" in verdict.reason
+    assert verdict.crash is not None and verdict.crash.title.startswith("BUG: scheduling while atomic")

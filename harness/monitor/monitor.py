@@ -287,6 +287,13 @@ class Monitor:
                                      + ", ".join(f"{n} ({r})" for _, n, r in rejected), now)
             what = "skipped (safe mode)" if last.sensor == "skipped" else "loaded"
             return self._verdict("healthy", f"boot complete, sensor {what}", now)
+        if last and last.crashed and last.report_done and last.crash_t is not None \
+                and last.complete_t > last.crash_t and not (last.report and last.report.panic):
+            # A fatal report without a panic (a soft lockup, `scheduling while atomic`, an Oops
+            # without oops=panic), and the boot went on to completion: no reboot will come.
+            title = last.report.title if last.report else "a crash"
+            return self._verdict("crashed", f"{title} at boot {last.index}, and the machine ran on to boot "
+                                 "complete without a panic", now)
         if self.closed:
             return self._verdict("infra-error", f"lost libvirt: {self.closed}", now)
         if self.stopped and not self.expected_stop:
