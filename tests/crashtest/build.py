@@ -8,12 +8,11 @@ reference guest boots (/lib/modules/<release>/build) unless `kdir` is given.
 
 from __future__ import annotations
 
-import fcntl
-import shutil
-import subprocess
 from pathlib import Path
 
 from harness.errors import InfraError
+
+from ..kmod_build import build_out_of_tree
 
 SOURCE_DIR = Path(__file__).resolve().parent
 REPO = SOURCE_DIR.parents[1]
@@ -45,8 +44,6 @@ VARIANTS: dict[str, tuple[str, str]] = {
 }
 READY = "crashtest: (done|loaded)"
 CONTENT_DIR = "/var/lib/crashtest"
-HEADERS_FIX = ("apt-get install build-essential linux-image-amd64 linux-headers-amd64 "
-               "(or make setup)")
 
 
 class CrashtestBuildError(InfraError):
@@ -54,32 +51,9 @@ class CrashtestBuildError(InfraError):
 
 
 def build_module(out_dir: Path = DEFAULT_OUT, kdir: Path | None = None) -> Path:
-    """Build out_dir/crashtest.ko (Kbuild rebuilds only what changed); returns its path.
-
-    make's output goes to out_dir/build.log; one build at a time per out_dir (a lock
-    file there).  Raises CrashtestBuildError when the headers, make or the compiler
-    are missing, or the build fails.
-    """
-    make = shutil.which("make")
-    if make is None:
-        raise CrashtestBuildError(f"make is not installed: {HEADERS_FIX}: {SOURCE_DIR}")
-    out_dir = Path(out_dir).resolve()
-    if out_dir.is_relative_to(SOURCE_DIR):
-        raise CrashtestBuildError(f"build {MODULE_NAME}.ko outside its source tree, not in {out_dir}")
-    argv = [make, "--no-print-directory", "-C", str(SOURCE_DIR), "all", f"BUILD_DIR={out_dir}"]
-    if kdir is not None:
-        argv.append(f"KDIR={kdir}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-        (out_dir / "build.log").write_text(proc.stdout + proc.stderr)
-    ko = out_dir / f"{MODULE_NAME}.ko"
-    if proc.returncode != 0 or not ko.is_file():
-        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-15:])
-        fix = f"{HEADERS_FIX}: " if "no kernel headers" in tail or "not installed" in tail else ""
-        raise CrashtestBuildError(f"{' '.join(argv)} failed (exit {proc.returncode}):\n{tail}\n{fix}{out_dir}")
-    return ko
+    """Build out_dir/crashtest.ko; returns its path (tests/kmod_build.py: CrashtestBuildError
+    when the headers, make or the compiler are missing, or the build fails)."""
+    return build_out_of_tree(SOURCE_DIR, MODULE_NAME, out_dir, kdir, CrashtestBuildError)
 
 
 def profile_yaml(module: Path, mode: str, extra_params: str = "") -> str:

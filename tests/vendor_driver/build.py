@@ -8,19 +8,18 @@ stays clean.  The headers are those of the kernel the reference guest boots
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 import subprocess
 from pathlib import Path
 
 from harness.errors import InfraError
 
+from ..kmod_build import HEADERS_FIX, build_out_of_tree
+
 SOURCE_DIR = Path(__file__).resolve().parent
 REPO = SOURCE_DIR.parents[1]
 DEFAULT_OUT = REPO / "build" / "vendor-driver"
 MODULE_NAME = "acme_guard"
-HEADERS_FIX = ("apt-get install build-essential linux-image-amd64 linux-headers-amd64 "
-               "(or make setup)")
 
 
 class VendorDriverBuildError(InfraError):
@@ -53,27 +52,7 @@ def headers_dir(kdir: Path | None = None) -> Path:
 
 
 def build_module(out_dir: Path = DEFAULT_OUT, kdir: Path | None = None) -> Path:
-    """Build out_dir/acme_guard.ko (Kbuild rebuilds only what changed); returns its path.
-
-    make's output goes to out_dir/build.log.  One build at a time per out_dir (a lock
-    file there).  Raises VendorDriverBuildError
-    when the headers, make or the compiler are missing, or the build fails.
-    """
-    out_dir = Path(out_dir).resolve()
-    if out_dir == SOURCE_DIR or out_dir.is_relative_to(SOURCE_DIR):
-        raise VendorDriverBuildError(f"build {MODULE_NAME}.ko outside its source tree, "
-                                     f"not in {out_dir}")
-    kdir = headers_dir(kdir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    argv = [_make(), "--no-print-directory", "-C", str(SOURCE_DIR), "all",
-            f"BUILD_DIR={out_dir}", f"KDIR={kdir}"]
-    with (out_dir / ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-        (out_dir / "build.log").write_text(proc.stdout + proc.stderr)
-    ko = out_dir / f"{MODULE_NAME}.ko"
-    if proc.returncode != 0 or not ko.is_file():
-        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-15:])
-        raise VendorDriverBuildError(
-            f"{' '.join(argv)} failed (exit {proc.returncode}):\n{tail}\n{out_dir}")
-    return ko
+    """Build out_dir/acme_guard.ko against the headers `headers_dir(kdir)` names; returns its
+    path (tests/kmod_build.py: VendorDriverBuildError when the headers, make or the compiler
+    are missing, or the build fails)."""
+    return build_out_of_tree(SOURCE_DIR, MODULE_NAME, out_dir, headers_dir(kdir), VendorDriverBuildError)
