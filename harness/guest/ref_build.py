@@ -100,10 +100,7 @@ def build_guest(cache: Path, entry: Path, key: str, recipe: dict[str, object], i
             "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json(tmp / "manifest.json", manifest)
-        tmp.chmod(0o755)
-        if entry.exists():
-            shutil.rmtree(entry)
-        os.rename(tmp, entry)
+        _publish(tmp, entry)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -111,6 +108,14 @@ def build_guest(cache: Path, entry: Path, key: str, recipe: dict[str, object], i
     guest = entry_guest(entry)
     assert guest is not None
     return guest
+
+
+def _publish(tmp: Path, dest: Path) -> None:
+    """A directory built under a temporary name takes `dest`'s place (readable by QEMU)."""
+    tmp.chmod(0o755)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.rename(tmp, dest)
 
 
 def _base_archive(init_script: Path, busybox: Path, applets: tuple[str, ...],
@@ -168,10 +173,7 @@ def _kernel(cache: Path, inputs: Inputs, hashes: dict[str, str], progress: Progr
             name, pvh = "bzImage", False
             progress(f"guest: warning: the vmlinux in {inputs.kernel_image} has no PVH note "
                      "(XEN_ELFNOTE_PHYS32_ENTRY); booting the bzImage instead (slower)")
-        tmp.chmod(0o755)
-        if kdir.exists():
-            shutil.rmtree(kdir)
-        os.rename(tmp, kdir)
+        _publish(tmp, kdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

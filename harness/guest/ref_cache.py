@@ -25,10 +25,8 @@ KEEP_ENTRIES = 3  # cached guests kept; older ones are pruned after a build
 
 
 def default_cache_dir() -> Path:
-    """$HARNESS_CACHE/guest/linux-ref, else <repo>/build/guest/linux-ref."""
-    root = os.environ.get("HARNESS_CACHE")
-    base = Path(root) if root else cache_dir()
-    return base / "guest" / "linux-ref"
+    """<cache>/guest/linux-ref (paths.cache_dir(): $HARNESS_CACHE, else <repo>/build, ...)."""
+    return cache_dir() / "guest" / "linux-ref"
 
 
 def stat_signature(path: Path) -> list[int] | None:
