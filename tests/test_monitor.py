@@ -7,7 +7,7 @@ import tracemalloc
 
 from harness.families.linux import LinuxFamily
 from harness.monitor.monitor import Monitor
-from harness.vm.console import CONTINUED, MAX_LINE, ConsoleBuffer, LineSplitter
+from harness.vm.console import CONTINUED, MAX_LINE, ConsoleBuffer, LineSplitter, stream_stall_note
 
 BANNER = "[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)"
 HEALTHY = [BANNER, "HARNESS-BOOT-START mode=normal sensor=vulnerable",
@@ -385,3 +385,14 @@ def test_a_fatal_report_the_machine_runs_on_after_is_crashed_at_once_not_a_hang(
     assert verdict is not None and verdict.verdict == "crashed", verdict
     assert "ran on to boot complete without a panic" in verdict.reason
     assert verdict.crash is not None and verdict.crash.title.startswith("BUG: scheduling while atomic")
+
+
+def test_a_console_timeout_says_when_the_serial_log_has_the_line_the_stream_lacked(tmp_path) -> None:
+    """A loaded libvirtd can stall the console stream while virtlogd keeps the log: say which."""
+    log = tmp_path / "serial.log"
+    log.write_bytes(b"[   24.1\r\n[   24.116294] HARNESS-SENSOR-RELOADED build=vulnerable files=2\r\n")
+    reloaded = re.compile(r"HARNESS-SENSOR-RELOADED build=vulnerable files=2")
+    assert stream_stall_note(log, reloaded) == (
+        f" (the serial log {log} has it: the console stream from libvirtd stalled)")
+    assert stream_stall_note(log, re.compile("HARNESS-BOOT-COMPLETE")) == ""
+    assert stream_stall_note(tmp_path / "missing.log", reloaded) == ""

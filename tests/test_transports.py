@@ -207,8 +207,8 @@ def test_guest_agent_runs_commands_and_delivers_content_the_sensor_loads(vm: Mac
     listing = agent.exec("/bin/ls", ["/data/content"], timeout=30).text().split()
     assert listing == sorted([GOOD_NAME, UPDATE_NAME])  # no .part file left behind
     agent.write_file(RELOAD, b"1\n")
-    vm.expect(rf"harness_sensor: {UPDATE_NAME}: loaded", timeout=20, since=since)
-    vm.expect(r"HARNESS-SENSOR-RELOADED build=vulnerable files=2 loaded=2 rejected=0", timeout=20, since=since)
+    vm.expect(rf"harness_sensor: {UPDATE_NAME}: loaded", timeout=60, since=since)
+    vm.expect(r"HARNESS-SENSOR-RELOADED build=vulnerable files=2 loaded=2 rejected=0", timeout=60, since=since)
 
     # A command that outlives its deadline is reported as such, naming the command.
     t0 = time.monotonic()

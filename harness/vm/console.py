@@ -20,11 +20,13 @@ bounded whatever the guest prints (a 100 MB flood included):
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import libvirt
 
@@ -201,6 +203,24 @@ class LineSplitter:
         self._split(self._decoder.decode(b"", final=True).replace("\r", ""))
         if self._partial_len:
             self._emit_held()
+
+
+def stream_stall_note(serial_log: Path, pattern: re.Pattern[str], window: int = 256 << 10) -> str:
+    """Tell a host-side stall from a guest that never printed: the durable log may hold the line.
+
+    The console stream (libvirtd reading the pty) and the serial log (virtlogd) are fed by the
+    same QEMU character device; when only the log has the line, the guest did its part and the
+    host's stream lagged (a loaded libvirtd): an infrastructure fault, not the guest's.
+    """
+    try:
+        with open(serial_log, "rb") as log:
+            log.seek(max(0, os.fstat(log.fileno()).st_size - window))
+            logged = log.read().decode("utf-8", "replace").replace("\r", "")
+    except OSError:
+        return ""
+    if pattern.search(logged):
+        return f" (the serial log {serial_log} has it: the console stream from libvirtd stalled)"
+    return ""
 
 
 class ConsoleReader:

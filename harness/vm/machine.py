@@ -31,7 +31,7 @@ from . import teardown
 from .accel import choose_domain_type
 from .backend import ConsolePort
 from .connection import destroy_by_name, keep_domain_log, open_connection
-from .console import ConsoleBuffer, ConsoleReader
+from .console import ConsoleBuffer, ConsoleReader, stream_stall_note
 from .crash_watch import crash_probe, crash_titles
 from .events import EventRecorder
 from .guest_agent import GuestAgent
@@ -266,7 +266,8 @@ class Machine:
                 since: int | None = None) -> re.Match[str]:
         match = buffer.search(pattern, buffer.start if since is None else since, timeout)
         if match is None:
-            raise ConsoleTimeout(f"{what} did not show {pattern.pattern!r} within {timeout:.0f} s; last output:\n"
+            raise ConsoleTimeout(f"{what} did not show {pattern.pattern!r} within {timeout:.0f} s"
+                                 f"{stream_stall_note(self.serial_log, pattern) if buffer is self.buffer else ''}; last output:\n"
                                  f"{buffer.tail(1500)}", self.artifacts)
         return match
 
