@@ -1,0 +1,1 @@
+"""`harness campaign`: many content files through real machines, crashes grouped and minimised."""
