@@ -13,6 +13,7 @@ from . import image_cli, machine_cli
 from .content import cli as content_cli
 from .content.format import ContentFormatError
 from .minimize import cli as minimize_cli
+from .report import cli as report_cli
 from .errors import HarnessError
 
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     machine_cli.register(groups)
     image_cli.register(groups)
     minimize_cli.register(groups)
+    report_cli.register(groups)
     return parser
 
 
