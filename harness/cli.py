@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from . import image_cli, machine_cli
+from .campaign import cli as campaign_cli
 from .content import cli as content_cli
 from .content.format import ContentFormatError
 from .minimize import cli as minimize_cli
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     machine_cli.register(groups)
     image_cli.register(groups)
     minimize_cli.register(groups)
+    campaign_cli.register(groups)
     report_cli.register(groups)
     return parser
 

@@ -77,7 +77,11 @@ class BootJudge:
                                           run_id=self.run_id, test_id=f"campaign {name}", slot=f"f{n}a{attempt}",
                                           sensor=self.sensor), progress=self.progress)
             with self._lock:
-                self._live = machine
+                closed = self._closed
+                self._live = None if closed else machine
+            if closed:  # close() ran while this file was being judged (Ctrl-C): no further machine
+                machine.close(background=True)
+                raise InfraError(f"the judge was closed while judging {name} (artifacts: {directory})")
             try:
                 machine.install_content({name: data}, bad_update=True)
                 machine.boot()
