@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import InputFileError
 from .html import count_bars, esc, facts, file_link, legend, page, table
-from .states import VERDICTS, verdict
+from .states import verdict
 
 MACHINE_FILES = ("verdict.json", "serial.log", "com1.log")
 MAX_DEPTH = 6  # root / run / test / machine ... (a campaign's retry/ sits one deeper)
@@ -120,15 +120,16 @@ def _row(m: MachineDir, page_dir: Path) -> list[str]:
     reason = v.get("reason") or (m.note if not m.verdict else "") or ""
     if m.note and m.verdict:
         reason += f" (first attempt: {m.note})"
-    boots = f"{v.get('boots')} ({v.get('crashing_boots', 0)} crashing)" if m.verdict else ""
+    crashing = v.get("crashing_boots") or 0
+    boots = (f"{v.get('boots')}" + (f" ({crashing} crashing)" if crashing else "")) if m.verdict else ""
     label = name or "no verdict"
     cell = (f'<span class="badge" data-state="{esc(sw.name)}" title="{esc(label)}: {esc(sw.meaning)}" '
             f'style="background:{sw.fill};color:{sw.ink}">{esc(label)}</span>')
-    logs = " · ".join(file_link(p, page_dir, lbl) for lbl, p in _serial(m))
+    logs = "<br>".join(file_link(p, page_dir, lbl) for lbl, p in _serial(m))
     crash_words = esc(crash.get("title")) + (f"<br><code>{esc(crash.get('function'))}</code>"
                                              if crash.get("function") else "") if crash else ""
-    where = f'<span class="mono" title="{esc(m.path)}">{esc(m.rel)}</span>'
-    return [f"<b>{esc(m.test)}</b><br>{where}", cell, esc(reason), esc(boots), crash_words,
+    where = f'<span class="mono wrap" title="{esc(m.path)}">{esc(m.rel)}</span>'
+    return [f'<b class="wrap">{esc(m.test)}</b><br>{where}', cell, esc(reason), esc(boots), crash_words,
             esc(_recovery(v)), esc(v.get("profile") or ""), logs]
 
 
@@ -138,7 +139,8 @@ def artifacts_html(root: Path, machines: list[MachineDir], page_dir: Path) -> st
     head = facts([("Directory", esc(root)), ("Machines", str(len(machines))),
                   ("Crashes", str(len(crashes)))])
     rows = [_row(m, page_dir) for m in sorted(machines, key=lambda m: m.rel)]
-    body = (head + "<h2>Verdicts</h2>" + legend(VERDICTS.values()) + count_bars(dict(counts), verdict, "machines")
+    body = (head + "<h2>Verdicts</h2>" + legend(verdict(n) for n in sorted(counts))
+            + count_bars(dict(counts), verdict, "machine")
             + "<h2>Tests and machines</h2>"
             + table(["Test / directory", "Verdict", "Reason", "Boots", "Crash", "Recovery", "Profile", "Logs"],
                     rows, cls="runs"))

@@ -12,7 +12,7 @@ from typing import Any
 
 from .fields import Fields, load_object, resolve
 from .html import count_bars, esc, facts, file_link, legend, page, table
-from .states import VERDICTS, verdict
+from .states import verdict
 
 FIX = "write it with harness campaign --json > DIR/campaign.json (docs/report.md lists the fields)"
 
@@ -98,7 +98,7 @@ def campaign_html(c: Campaign, report_dir: Path, page_dir: Path) -> str:
                      f"<code>{esc(rerun)}</code>" if rerun else ""])
     crashes = (table(["Crash", "Function", "Files", "Reproducer", "Minimized", "Log", "Rerun"], rows, num={2},
                      cls="crashes") if rows else "<p>No crash.</p>")
-    body = (head + "<h2>Verdicts</h2>" + legend(VERDICTS.values())
-            + count_bars(c.verdicts, verdict, "files") + "<h2>Unique crashes</h2>" + crashes
+    body = (head + "<h2>Verdicts</h2>" + legend(verdict(n) for n in sorted(c.verdicts))
+            + count_bars(c.verdicts, verdict, "file") + "<h2>Unique crashes</h2>" + crashes
             + "<h2>Disagreements (prediction against machine)</h2>" + _disagreements(c, report_dir, page_dir))
     return page(f"Campaign: {c.files} files, {len(c.crashes)} unique crashes", esc(c.path), body)

@@ -46,7 +46,9 @@ dl.facts dt{color:#57606a} dl.facts dd{margin:0}
 .bar-label{width:230px;flex:none} .bar-track{flex:1;background:#f6f8fa;border:1px solid #d0d7de;height:22px;
  position:relative} .bar{height:100%;display:flex;align-items:center;padding:0 6px;font-size:12px;
  white-space:nowrap;min-width:2px}
+.bar-text{font-size:12.5px}
 svg text{font-family:"DejaVu Sans","Liberation Sans",Arial,sans-serif}
+.wrap{overflow-wrap:anywhere} td a{white-space:nowrap}
 footer{margin-top:30px;color:#57606a;font-size:12px}
 """
 
@@ -116,17 +118,24 @@ def page(title: str, subtitle: str, body: str) -> str:
             f"<footer>Written by harness report at {made}.</footer></body></html>\n")
 
 
+def bar(width: float, swatch: Swatch, label: str) -> str:
+    """A bar of `width` percent of its track, its label beside it (inside it when it is long)."""
+    inside = width > 55
+    where = (f"right:calc({100 - width:.1f}% + 6px);color:{swatch.ink}" if inside
+             else f"left:calc({width:.1f}% + 6px)")
+    shape = f'<div class="bar" style="width:{width:.1f}%;background:{swatch.fill}"></div>' if width > 0 else ""
+    return (shape + f'<span class="bar-text" style="position:absolute;top:2px;{where}">{esc(label)}</span>')
+
+
 def count_bars(counts: dict[str, int], swatch_of: Callable[[str], Swatch], what: str) -> str:
     """One horizontal bar per key (e.g. per verdict), its length the count's share of the total,
-    the count and the key written beside it."""
+    the count written beside it."""
     total = sum(counts.values()) or 1
     rows = []
     for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         sw = swatch_of(name)
-        width = 100.0 * count / total
+        label = f"{count} {what}" + ("" if count == 1 else "s")
         rows.append(f'<div class="bar-row" data-key="{esc(name)}" data-value="{count}">'
                     f'<div class="bar-label">{badge(sw, name)}</div><div class="bar-track">'
-                    f'<div class="bar" style="width:{width:.1f}%;background:{sw.fill}"></div>'
-                    f'<span style="position:absolute;left:calc({width:.1f}% + 6px);top:2px">{count} {esc(what)}'
-                    f'</span></div></div>')
+                    f'{bar(100.0 * count / total, sw, label)}</div></div>')
     return f'<div class="bars">{"".join(rows)}</div>'

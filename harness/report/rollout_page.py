@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .html import esc, facts, file_link, legend, page, seconds, table, utc
+from .html import bar as draw_bar, esc, facts, file_link, legend, page, seconds, table, utc
 from .rollout_input import Rollout, RolloutMachine
 from .states import OUTCOME_ORDER, STATES, VERDICT_STATE, state
 from .timeline import render_timeline
@@ -99,10 +99,7 @@ def _blast(r: Rollout) -> str:
         if value is None:
             bar = '<span style="padding:0 6px">not measured</span>'
         else:
-            width = 100.0 * value / scale
-            bar = (f'<div class="bar" style="width:{width:.1f}%;background:{crashed.fill};color:{crashed.ink}">'
-                   f'</div><span style="position:absolute;left:calc({width:.1f}% + 6px);top:2px">'
-                   f'{value} of {r.fleet} machines crashed</span>')
+            bar = draw_bar(100.0 * value / scale, crashed, f"{value} of {r.fleet} machines crashed")
         rows.append(f'<div class="bar-row" data-blast="{cls}" data-value="{esc(value)}">'
                     f'<div class="bar-label">{label}</div><div class="bar-track">{bar}</div></div>')
     return f'<div class="bars" id="blast">{"".join(rows)}</div>'

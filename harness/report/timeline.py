@@ -77,10 +77,12 @@ def render_timeline(rollout: Rollout, ordered: list[RolloutMachine]) -> str:
         if span is None or (cls == "halt-line" and not rollout.halted):
             continue
         xl = x(first + span)
+        right = xl > LABEL_W + 0.8 * PLOT_W  # the label to the left of the line, inside the picture
+        anchor = f'x="{xl - 3:.1f}" text-anchor="end"' if right else f'x="{xl + 3:.1f}"'
         parts.append(f'<g class="{cls}" data-t="{first + span:.3f}"><title>{label} at {first + span:.1f} s '
                      f'({span:.1f} s after the first delivery)</title>'
                      f'<line x1="{xl:.1f}" x2="{xl:.1f}" y1="{TOP - 6}" y2="{y}" stroke="{colour}" '
-                     f'stroke-width="1.5" stroke-dasharray="5,3"/><text x="{xl + 3:.1f}" y="{TOP - 8}" '
+                     f'stroke-width="1.5" stroke-dasharray="5,3"/><text {anchor} y="{TOP - 8}" '
                      f'font-size="11" fill="{colour}">{label} +{span:.1f} s</text></g>')
     step = _step(end)
     tick = 0.0
