@@ -14,6 +14,7 @@ from .campaign import cli as campaign_cli
 from .content import cli as content_cli
 from .content.format import ContentFormatError
 from .minimize import cli as minimize_cli
+from .rollout import cli as rollout_cli
 from .report import cli as report_cli
 from .errors import HarnessError
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     machine_cli.register(groups)
     image_cli.register(groups)
     minimize_cli.register(groups)
+    rollout_cli.register(groups)
     campaign_cli.register(groups)
     report_cli.register(groups)
     return parser

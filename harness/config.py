@@ -137,8 +137,8 @@ def load_profiles(path: Path | None) -> dict[str, Profile]:
         raise ConfigError(f"{source}: {where}invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if data is None:
         return profiles
-    if not isinstance(data, dict) or set(data) - {"profiles"}:
-        raise ConfigError(f"{source}: the top level must be a mapping with one key, profiles")
+    if not isinstance(data, dict) or set(data) - {"profiles", "fleet"}:  # fleet: read by harness rollout
+        raise ConfigError(f"{source}: the top level must be a mapping with one key, profiles (and fleet, for rollout)")
     entries = data.get("profiles") or {}
     if not isinstance(entries, dict):
         raise ConfigError(f"{source}: profiles: expected a mapping of profile name to settings")
