@@ -29,6 +29,7 @@ from ..vm.registry import family_plugin
 
 Progress = Callable[[str], None]
 RETRY_DIR = "retry"
+DOMAIN_FILE = "domain.txt"  # the libvirt domain's name, written before it exists
 
 
 class FileJudge(Protocol):
@@ -76,6 +77,7 @@ class BootJudge:
             machine = Machine(MachineSpec(profile=self.profile, guest=self.guest, artifacts=directory,
                                           run_id=self.run_id, test_id=f"campaign {name}", slot=f"f{n}a{attempt}",
                                           sensor=self.sensor), progress=self.progress)
+            write_atomic(directory / DOMAIN_FILE, machine.name + "\n")
             with self._lock:
                 closed = self._closed
                 self._live = None if closed else machine

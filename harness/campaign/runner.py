@@ -90,6 +90,7 @@ class Campaign:
             while (taken := self._take()) is not None:
                 planned, path, prediction = taken
                 artifacts = self.state.runs / f"{planned.index:04d}"
+                _set_aside(artifacts)
                 t0 = time.monotonic()
                 try:
                     verdict = judge.judge(planned.name, planned.data, artifacts)
@@ -151,3 +152,14 @@ class Campaign:
         if self._errors:
             raise self._errors[0]
         return RunResult(self._judged_now, interrupted)
+
+
+def _set_aside(artifacts: Path) -> None:
+    """A file judged again after an interrupt: its cut-short run moves to NNNN.interrupted-K
+    (kept for a look, never mixed with the run that counts)."""
+    if not artifacts.exists():
+        return
+    n = 1
+    while (aside := artifacts.with_name(f"{artifacts.name}.interrupted-{n}")).exists():
+        n += 1
+    artifacts.rename(aside)
