@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from .fields import Fields, load_object, resolve
-from .html import count_bars, esc, facts, file_link, legend, page, table
+from .html import badge, count_bars, esc, facts, file_link, legend, page, table
 from .states import verdict
 
+VERDICT_KEYS = {"verdict", "vm", "vm_verdict", "machine", "predicted", "prediction", "host", "host_verdict"}
 FIX = "write it with harness campaign --json > DIR/campaign.json (docs/report.md lists the fields)"
 
 
@@ -63,9 +64,8 @@ def _cell(c: Campaign, report_dir: Path, page_dir: Path, key: str, value: Any) -
             return file_link(path, page_dir, value)
     if isinstance(value, (dict, list)):
         return f"<code>{esc(json.dumps(value, sort_keys=True))}</code>"
-    if key in ("verdict", "vm", "vm_verdict", "machine") and isinstance(value, str):
-        sw = verdict(value)
-        return f'<span class="badge" style="background:{sw.fill};color:{sw.ink}">{esc(value)}</span>'
+    if key in VERDICT_KEYS and isinstance(value, str):
+        return badge(verdict(value), value)
     return esc(value)
 
 

@@ -1,0 +1,124 @@
+"""The campaign page (issue 12's `harness campaign --json` object) in headless Chromium, and
+`harness report DIR` on input it cannot use: one line naming the directory or the file and the
+field, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.paths import FIXTURES
+from harness.report import render_campaign
+
+from .browser import Browser, link_target, open_checked, reddish
+from .conftest import run_harness
+
+CRASH_LOG = FIXTURES / "logs" / "linux" / "cf291-field21-bootloop.log"
+CF291_TITLE = "BUG: unable to handle page fault in chf_match_criterion"
+
+PAGE_STATE = """(() => ({
+  text: document.body.innerText,
+  bars: [...document.querySelectorAll('.bar-row[data-key]')].map(r => { const b = r.querySelector('.bar');
+      const w = b.getBoundingClientRect().width; return {key: r.dataset.key, value: +r.dataset.value, width: w,
+      bg: getComputedStyle(b).backgroundColor}; }),
+  crashRows: [...document.querySelectorAll('table.crashes tbody tr')].map(tr => ({text: tr.innerText,
+      links: [...tr.querySelectorAll('a')].map(a => ({text: a.innerText, href: a.href}))})),
+  disagreements: [...document.querySelectorAll('table.disagreements tbody tr')].map(tr => tr.innerText),
+}))()"""
+
+
+def write_campaign(report_dir: Path) -> dict[str, Any]:
+    """24 files judged, two unique crashes with reproducer, minimised file and serial log under
+    `out`, one disagreement (host predicted healthy, the machine crashed)."""
+    out = report_dir / "out"
+    crashes = []
+    for key, title, function, count in (("cf291", CF291_TITLE, "chf_match_criterion", 5),
+                                        ("overflow", "BUG: unable to handle page fault in chf_parse_body",
+                                         "chf_parse_body", 2)):
+        crash_dir = out / "crashes" / key
+        crash_dir.mkdir(parents=True)
+        (crash_dir / "reproducer.sys").write_bytes(b"\xaa\xaa\x00\x00" * 64)
+        (crash_dir / "minimized.sys").write_bytes(b"\xaa\xaa\x00\x00" * 8)
+        shutil.copyfile(CRASH_LOG, crash_dir / "serial.log")
+        crashes.append({"title": title, "function": function, "count": count,
+                        "reproducer": str(crash_dir / "reproducer.sys"),
+                        "minimized": f"out/crashes/{key}/minimized.sys",
+                        "rerun": f"harness reproduce {crash_dir / 'reproducer.sys'} --profile linux-ref",
+                        "serial_log": f"out/crashes/{key}/serial.log"})
+    (out / "files").mkdir()
+    (out / "files" / "0017.sys").write_bytes(b"\xaa\xaa")
+    obj = {"files": 24, "files_per_min": 48.3,
+           "verdicts": {"healthy": 9, "content-rejected": 8, "boot-loop": 7},
+           "unique_crashes": crashes,
+           "disagreements": [{"file": "out/files/0017.sys", "predicted": "healthy", "vm": "boot-loop",
+                              "title": CF291_TITLE}],
+           "out": str(out)}
+    (report_dir / "campaign.json").write_text(json.dumps(obj, indent=2))
+    return obj
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    with Browser.start(tmp_path_factory.mktemp("chromium")) as b:
+        yield b
+
+
+def test_a_campaign_page_lists_each_unique_crash_with_its_files_and_the_disagreements(
+        browser: Browser, tmp_path: Path, artifacts_dir: Path) -> None:
+    obj = write_campaign(tmp_path)
+    result = run_harness("report", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"campaign report: {tmp_path / 'index.html'}"
+    _page, s = open_checked(browser, tmp_path / "index.html", PAGE_STATE, artifacts_dir / "campaign.png")
+    for words in ("Campaign: 24 files, 2 unique crashes", "Files per minute\n48.3", "7 crashing files",
+                  CF291_TITLE, "chf_parse_body", "harness reproduce"):
+        assert words in s["text"], words
+    bars = {b["key"]: b for b in s["bars"]}
+    assert set(bars) == set(obj["verdicts"])
+    # Bar lengths in proportion to the counts: 9 healthy, 8 rejected, 7 boot loops.
+    assert bars["healthy"]["width"] > bars["content-rejected"]["width"] > bars["boot-loop"]["width"] > 0
+    assert abs(bars["healthy"]["width"] / bars["boot-loop"]["width"] - 9 / 7) < 0.05
+    assert reddish(bars["boot-loop"]["bg"]) and not reddish(bars["healthy"]["bg"])
+    first = s["crashRows"][0]
+    assert CF291_TITLE in first["text"] and "\t5\t" in first["text"]
+    targets = {link["text"]: link_target(link["href"]) for link in first["links"]}
+    assert set(targets) == {"reproducer", "minimized", "serial log"}
+    assert targets["minimized"].stat().st_size < targets["reproducer"].stat().st_size
+    assert targets["serial log"].read_bytes() == CRASH_LOG.read_bytes()
+    (row,) = s["disagreements"]
+    assert "predicted" not in row and "healthy\tboot-loop" in row  # values under their own columns
+
+
+def test_a_missing_crash_file_is_said_in_words_never_a_dead_link(tmp_path: Path) -> None:
+    obj = write_campaign(tmp_path)
+    Path(obj["unique_crashes"][0]["reproducer"]).unlink()
+    html = render_campaign(tmp_path).read_text()
+    assert "reproducer missing (" in html
+
+
+@pytest.mark.parametrize("setup, expected", [
+    (lambda d: shutil.rmtree(d), "does not exist: expected a report directory"),
+    (lambda d: None, "no rollout.json, no campaign.json and no machine artifacts"),
+    (lambda d: (d / "rollout.json").write_text("{\"machines\": [{\"name\": \"a\", \"ring\": \"0\"}]}"),
+     "rollout.json: field machines[0].ring must be an integer, got \"0\": write it with harness rollout"),
+    (lambda d: (d / "rollout.json").write_text("[1, 2]"), "rollout.json: expected a JSON object, got list"),
+    (lambda d: (d / "campaign.json").write_text("{\"files\": 3, \"verdicts\": {\"healthy\": 3}}"),
+     "campaign.json: field unique_crashes must be a list, got null: write it with harness campaign"),
+    (lambda d: (d / "campaign.json").write_text("{\"files\": 3,"), "campaign.json: not JSON (line 1"),
+])
+def test_bad_input_is_one_line_naming_the_directory_or_the_field_and_exit_2(
+        tmp_path: Path, setup: Any, expected: str) -> None:
+    target = tmp_path / "report"
+    target.mkdir()
+    setup(target)
+    result = run_harness("report", target)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"harness: error: {target}"), result.stderr
+    assert expected in lines[0], lines[0]
+    assert not (target / "index.html").exists()
