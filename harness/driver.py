@@ -29,7 +29,14 @@ from .errors import ConfigError
 
 SAMPLE_MODULE = "harness_sensor"  # the sample sensor's Linux module (drivers/linux)
 LINUX_KEYS = ("module", "params", "content_dir", "ready", "rejected")
-WINDOWS_KEYS = ("inf", "sys", "service", "content_dir", "ready", "rejected")
+WINDOWS_KEYS = ("inf", "sys", "service", "content_dir", "ready", "rejected", "cert")
+# A Windows service name as the harness passes it around (registry paths, sc.exe, PowerShell,
+# cmd): letters, digits, _ . - (Windows itself allows more; no vendor driver needs it).
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$")
+# A Windows content directory on the image's one volume, C:, in characters cmd.exe and
+# PowerShell take literally (the recovery scripts are rendered with it).
+_DIR_PART = r"[A-Za-z0-9 _.()+,=@{}~#-]+"
+WINDOWS_DIR = re.compile(rf"^[Cc]:\\(?:{_DIR_PART}(?:\\{_DIR_PART})*\\?)$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class DriverSpec:
     inf: str = ""  # Windows: the INF that installs it (absolute)
     sys: str = ""  # Windows: the .sys (absolute)
     service: str = ""  # Windows: the service name
+    cert: str = ""  # Windows: the test certificate the .sys is signed with (absolute), "" when none
 
     @property
     def module_name(self) -> str:
@@ -70,12 +78,13 @@ def parse_driver(values: Any, family: str, where: str, source: str, base: Path) 
         if not isinstance(value, str):
             raise ConfigError(f"{source}: {where}.{key}: expected a string, got {value!r}")
     fields: dict[str, str] = dict(values)
-    required = ("module", "content_dir", "ready") if family == "linux" else ("sys", "service", "content_dir", "ready")
+    required = ("module", "content_dir", "ready") if family == "linux" else ("inf", "sys", "service", "content_dir",
+                                                                          "ready")
     for key in required:
         if not fields.get(key):
             raise ConfigError(f"{source}: {where}.{key}: missing; a {family} driver needs "
                               f"{', '.join(required)}")
-    for key in ("module", "inf", "sys"):
+    for key in ("module", "inf", "sys", "cert"):
         if fields.get(key):
             path = (base / fields[key]).resolve()
             if not path.is_file():
@@ -84,6 +93,8 @@ def parse_driver(values: Any, family: str, where: str, source: str, base: Path) 
             fields[key] = str(path)
     if fields.get("module") and not fields["module"].endswith(".ko"):
         raise ConfigError(f"{source}: {where}.module: {fields['module']} is not a kernel module (.ko)")
+    if family == "windows":
+        _check_windows(fields, where, source)
     directory = fields["content_dir"]
     absolute = PureWindowsPath(directory).is_absolute() if family == "windows" else directory.startswith("/")
     if not absolute:
@@ -101,6 +112,43 @@ def parse_driver(values: Any, family: str, where: str, source: str, base: Path) 
                 raise ConfigError(f"{source}: {where}.rejected: name the groups (?P<file>...) and "
                                   f"(?P<reason>...) in {fields[key]!r}")
     return DriverSpec(**fields)
+
+
+def _check_windows(fields: dict[str, str], where: str, source: str) -> None:
+    """What a Windows driver block needs beyond existing files: the INF, .sys and certificate
+    by their suffixes, a service name, a content directory on C:, a certificate (not a key)."""
+    for key, suffixes in (("inf", (".inf",)), ("sys", (".sys",))):
+        if not fields[key].lower().endswith(suffixes):
+            raise ConfigError(f"{source}: {where}.{key}: {fields[key]} is not a {suffixes[0]} file: give the "
+                              f"driver's {suffixes[0]}")
+    if not SERVICE_NAME.match(fields["service"]):
+        raise ConfigError(f"{source}: {where}.service: {fields['service']!r} is not a service name the harness "
+                          "takes: letters, digits, _ . - (up to 80), the name AddService gives in the INF")
+    directory = fields["content_dir"]
+    if PureWindowsPath(directory).is_absolute() and not WINDOWS_DIR.match(directory):
+        raise ConfigError(f"{source}: {where}.content_dir: {directory!r}: give a directory on C: (the image's "
+                          "Windows volume) in letters, digits, spaces and _ . ( ) + , = @ { } ~ # -, "
+                          "e.g. C:\\ProgramData\\Vendor\\Content")
+    if fields.get("cert"):
+        _check_certificate(Path(fields["cert"]), f"{source}: {where}.cert")
+
+
+def _check_certificate(path: Path, where: str) -> None:
+    """An X.509 certificate (DER .cer or PEM), never a file holding a private key (.pfx, a PEM key)."""
+    from cryptography import x509
+
+    data = path.read_bytes()
+    if b"PRIVATE KEY" in data:
+        raise ConfigError(f"{where}: {path} holds a private key: give the public certificate only (.cer), "
+                          "never the signing key")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
+            x509.load_pem_x509_certificate(data)
+        else:
+            x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise ConfigError(f"{where}: {path} is not an X.509 certificate (DER .cer or PEM): export the test "
+                          "certificate the .sys is signed with, without its private key") from None
 
 
 def _keys(family: str) -> tuple[str, ...]:

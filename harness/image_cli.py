@@ -34,16 +34,22 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--disk-size", type=int, default=DEFAULT_DISK_GIB, help="disk size in GiB (default 64)")
     p.add_argument("--uri", default="qemu:///system", help="libvirt URI")
     p.add_argument("--force", action="store_true", help="replace an existing golden image")
+    p.add_argument("--config", type=Path, help="YAML file with profiles (with --profile: install that profile's "
+                                                "vendor driver: block instead of the sample sensor)")
+    p.add_argument("--profile", help="a family: windows profile with a driver: block (docs/windows-vendor-driver.md)")
     p.set_defaults(run=cmd_image_build_windows)
 
 
 def cmd_image_build_windows(args: argparse.Namespace) -> int:
+    from .config import select_profile
     from .windows.image import ImageRequest, build_windows_image
 
+    profile = select_profile(args.config, args.profile) if args.config or args.profile else None
     req = ImageRequest(iso=args.iso, virtio_win=args.virtio_win, edition=args.edition,
                        image_index=args.image_index, out=args.out, sensor=args.sensor,
                        product_key=args.product_key, timeout=args.timeout, disk_gib=args.disk_size,
-                       force=args.force, uri=args.uri)
+                       force=args.force, uri=args.uri,
+                       driver=profile.driver if profile else None, profile=profile.name if profile else "")
     golden = build_windows_image(req, progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"image     {golden.image}\nsha256    {golden.sha256}\nmanifest  {golden.manifest}")
     return 0

@@ -156,7 +156,7 @@ def _monitor_verdict(family: str, lines: Iterable[str], boot_loop_threshold: int
     With `listing` (Linux), every report the monitor's parser completes is listed there too.
     `driver`: a vendor's driver, whose own lines say ready and rejected (default: the sample's)."""
     linux = LinuxFamily(on_report=listing.add if listing is not None else None, driver=driver)
-    chosen = WindowsFamily() if family == "windows" else linux
+    chosen = WindowsFamily(driver=driver) if family == "windows" else linux
     monitor = Monitor(chosen, boot_loop_threshold=boot_loop_threshold, grace_s=float("inf"))
     count = 0
     for n, line in enumerate(lines):

@@ -146,8 +146,14 @@ def test_the_answer_medium_holds_everything_at_the_right_place(tmp_path: Path) -
     assert files["harness/harnessflt.inf"] == inf.read_bytes()
     assert files["harness/harness-test-signing.cer"] == cer.read_bytes()
     assert files["harness/administrators_authorized_keys"] == b"ssh-ed25519 AAAAC3 k\r\n"
-    assert json.loads(files["harness/image.json"]) == {"edition": "win11", "sensor_build": "vulnerable",
-                                                      "admin_user": "harness"}
+    assert json.loads(files["harness/image.json"]) == {
+        "edition": "win11", "sensor_build": "vulnerable", "admin_user": "harness",
+        "driver": {"kind": "sample", "service": "harnessflt", "content_dir": "C:\\Windows\\System32\\drivers\\HarnessSensor",
+                   "inf": "harnessflt.inf", "sys": "harnessflt.sys", "certificate": "harness-test-signing.cer"}}
+    # the sample is installed by the same rendered script a vendor driver gets (package.py)
+    install = files["harness/install-driver.ps1"].decode()
+    assert "$Service = 'harnessflt'" in install and "$Inf = 'harnessflt.inf'" in install
+    assert not any(name.startswith(("harness/driver/", "harness/certificates/")) for name in files)
 
 
 # ------------------------------------------------------------------ the setup scripts (no PowerShell here)
@@ -206,8 +212,8 @@ def test_setup_script_covers_each_step_and_marker() -> None:
                    "'testsigning', 'on'", "Cert:\\LocalMachine\\Root", "Cert:\\LocalMachine\\TrustedPublisher",
                    "AutoReboot", "CrashDumpEnabled", "reagentc.exe", "HiberbootEnabled", "'/h', 'off'",
                    "OpenSSH.Server", "administrators_authorized_keys", "'/inheritance:r'", "StartupType Automatic",
-                   "pnputil.exe /add-driver", "New-FileCatalog",  # the INF: tests/test_windows_inf.py
-                   "HarnessSensor", "-AtStartup", "verify-pending", "Restart-Computer"):
+                   "Invoke-Step 'driver'", "install-driver.ps1",  # the INF: tests/test_windows_inf.py
+                   "-AtStartup", "verify-pending", "Restart-Computer"):
         assert needle in setup, needle
     assert "HARNESS-SETUP-ERROR $Name`: $message" in lib and "HARNESS-SETUP $Message" in lib
     assert "'COM2'" in lib

@@ -209,17 +209,27 @@ def test_the_service_is_a_boot_start_minifilter_with_its_instance_and_altitude()
         assert any(r[1] == f"{base}\\{default}" and r[2] == "Flags" for r in rows)
 
 
-def test_setup_installs_the_driver_through_its_inf_with_a_signed_catalog() -> None:
+def test_setup_installs_the_driver_through_its_inf_with_a_signed_catalog(tmp_path: Path) -> None:
+    """setup.ps1's step 'driver' runs install-driver.ps1, rendered for the sample from the same
+    template a vendor driver gets (harness/windows/package.py; tests/test_windows_vendor_driver.py)."""
+    from harness.windows.package import render_install_script, sample_package
+
     setup = SETUP.read_text()
-    sensor = setup[setup.index("Invoke-Step 'sensor'"):setup.index("Invoke-Step 'boot-task'")]
-    assert re.search(r"& pnputil\.exe /add-driver \(Join-Path \$package 'harnessflt\.inf'\) /install", sensor)
+    step = setup[setup.index("Invoke-Step 'driver'"):setup.index("Invoke-Step 'boot-task'")]
+    assert "install-driver.ps1" in step
+    cer = tmp_path / "harness-test-signing.cer"
+    cer.write_bytes(b"stub")
+    sensor = render_install_script(sample_package(tmp_path / "harnessflt.sys", INF, cer))
+    assert re.search(r"& pnputil\.exe /add-driver \(Join-Path \$package \$Inf\) /install", sensor)
+    assert "$Inf = 'harnessflt.inf'" in sensor and "$Service = 'harnessflt'" in sensor
     assert "sc.exe" not in sensor and "reg.exe" not in sensor, "the INF writes the service, not sc.exe/reg.exe"
     assert "New-FileCatalog" in sensor and "-CatalogVersion 2.0" in sensor
     assert "Set-AuthenticodeSignature" in sensor and "New-SelfSignedCertificate -Type CodeSigningCert" in sensor
     assert "'TrustedPublisher'" in sensor and "'Root'" in sensor  # the catalog's signer is trusted here
-    assert "harnessflt.cat" in sensor and "HarnessSensor" in sensor
+    assert "$Catalog = 'harnessflt.cat'" in sensor and "HarnessSensor" in sensor
+    assert "$ExpectedStart = 0" in sensor  # boot start, as the INF says
     # the certificate is trusted before the catalog is signed and the package added
-    assert setup.index("Invoke-Step 'certificate'") < setup.index("Invoke-Step 'sensor'")
+    assert setup.index("Invoke-Step 'certificate'") < setup.index("Invoke-Step 'driver'")
     # pnputil's "reboot required" (3010) is success for a boot-start driver
     assert "3010" in sensor
     # the SAC step stays

@@ -84,9 +84,11 @@ marked "assumed" below.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from ..crash.report import CrashReport
+from ..driver import DriverSpec
 from ..crash.windows import CRASH_END_RE, WindowsConsoleParser
 from . import ConsoleMarkers, CrashParser
 
@@ -136,9 +138,34 @@ MARKERS = ConsoleMarkers(
 )
 
 
+NEVER = re.compile(r"(?!)")  # a line no driver prints
+
+
+def driver_markers(driver: DriverSpec) -> ConsoleMarkers:
+    """The Windows markers with a vendor driver's own words. On Windows the driver's "console"
+    is what the startup task prints on COM2 for it (boot-marker.ps1, lib.ps1
+    Get-VendorDriverLines; docs/windows-vendor-driver.md): its HARNESS-DRIVER-STATE,
+    -FILTER, one HARNESS-DRIVER-VALUE line per value under its service key, and
+    HARNESS-DRIVER-DONE. `ready` matched on one of them is the driver up with its content;
+    `rejected` (groups file, reason) a content file it refused. The sample's lines
+    (harness_sensor: ..., HARNESS-SENSOR-LOADED) mean nothing for a vendor driver;
+    HARNESS-SENSOR-SKIPPED (Safe Mode), HARNESS-BOOT-COMPLETE and HARNESS-BOOT-ERROR stay."""
+    rejected = driver.rejected_re
+    return dataclasses.replace(
+        MARKERS, sensor_loaded=driver.ready_re, file_loaded=NEVER,
+        # the monitor reads the file's name from the group `name`
+        file_rejected=re.compile(rejected.pattern.replace("(?P<file>", "(?P<name>")) if rejected else NEVER)
+
+
 class WindowsFamily:
+    """`driver`: a vendor's driver installed in the image; its `ready`/`rejected` replace the
+    sample's markers (None: the sample sensor)."""
+
     name = "windows"
-    markers = MARKERS
+
+    def __init__(self, driver: DriverSpec | None = None) -> None:
+        self.driver = driver
+        self.markers = driver_markers(driver) if driver is not None else MARKERS
 
     def crash_parser(self) -> CrashParser:
         return WindowsConsoleParser()

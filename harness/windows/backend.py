@@ -7,7 +7,12 @@
   first copied from the store saved with the golden image (its boot entries).
 * Ports: COM1 carries EMS/SAC (the boot banner, the BLUESCREEN record) and is the
   primary console; COM2 carries the `HARNESS-` markers of the image's startup
-  task (vm-templates/windows/setup/boot-marker.ps1).
+  task (vm-templates/windows/setup/boot-marker.ps1): for a vendor driver, its state and
+  the values under its service key, which the profile's `ready`/`rejected` match
+  (docs/windows-vendor-driver.md).
+* Content: into the driver's content directory (a vendor's `content_dir`, else the
+  sample's C:\\Windows\\System32\\drivers\\HarnessSensor), offline or over SFTP; the
+  recovery scripts get the same directory.
 * Bugcheck parameters: at a CRASHED event, the `panic hyper-v: arg1=...` line
   libvirt wrote to the domain log (read locally: qemu:///system only) joins the
   console text, so the crash report has the STOP code and its parameters.
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import paramiko
 
+from ..driver import DriverSpec
 from ..errors import ConfigError, HarnessError
 from ..families.windows import WindowsFamily
 from ..vm.backend import ConsolePort, MachineView
@@ -30,7 +36,8 @@ from ..vm.connection import domain_log_path
 from ..vm.templates import render
 from .domain import NVRAM_NAME, RECOVERY_DISK_BUS, WINDOWS_TEMPLATE, Cdrom, create_overlay, windows_domain_values
 from .golden import WindowsGolden
-from .powershell import PORT_NAME, RELOAD_SCRIPT
+from .package import SAMPLE_CONTENT_DIR
+from .powershell import PORT_NAME, RELOAD_SCRIPT, VENDOR_RELOAD_SCRIPT
 
 
 HOST_KEY_RE = re.compile(r"HARNESS-SSH-HOSTKEY (?P<type>[\w@.-]+) (?P<key>[A-Za-z0-9+/=]+)")
@@ -43,11 +50,14 @@ RELOAD_ARGS = {"PortName": PORT_NAME}
 
 
 class WindowsBackend:
-    family = WindowsFamily()
     ssh_user = "harness"
 
-    def __init__(self, golden: WindowsGolden) -> None:
+    def __init__(self, golden: WindowsGolden, driver: DriverSpec | None = None) -> None:
         self.golden = golden
+        self.driver = driver  # a vendor's driver installed in the image; None: the sample sensor
+        self.family = WindowsFamily(driver=driver)
+        # where content goes: the vendor's directory, or the sample's (setup creates both)
+        self.content_dir = driver.content_dir if driver is not None else SAMPLE_CONTENT_DIR
         self.medium: Path | None = None  # a recovery medium (WinPE ISO) on a CD-ROM, boot order 1
         self.recovery_path: str | None = None  # set between prepare_recovery() and finish_recovery()
         self._log_offset = 0
@@ -83,7 +93,7 @@ class WindowsBackend:
         if machine.spec.content:
             from .offline import place_content
 
-            place_content(overlay, machine.spec.content)
+            place_content(overlay, machine.spec.content, content_dir=self.content_dir)
 
     def domain_xml(self, machine: MachineView, mode: str) -> str:
         if mode == "safe" and self.recovery_path != "safe-mode":
@@ -130,7 +140,7 @@ class WindowsBackend:
 
         shell = machine.transport()  # a bugcheck during the transfer is reported as the bugcheck
         try:
-            shell.put(data, content_path(name))  # /C:/Windows/... : Windows OpenSSH's SFTP names
+            shell.put(data, content_path(name, self.content_dir))  # /C:/... : Windows OpenSSH's SFTP names
         finally:
             shell.close()
 
@@ -138,8 +148,10 @@ class WindowsBackend:
         from ..vm.transport import CrashDuringCommand
         from .powershell import run_powershell
 
+        # a vendor driver: FltMgr's unload + load (or sc stop + start), then its lines again
+        script, args = (RELOAD_COMMAND, RELOAD_ARGS) if self.driver is None else (VENDOR_RELOAD_SCRIPT, {})
         try:
-            run_powershell(machine.transport(timeout=60), RELOAD_COMMAND, RELOAD_ARGS, timeout=120)
+            run_powershell(machine.transport(timeout=60), script, args, timeout=180)
         except CrashDuringCommand:
             pass  # the guest bugchecked under the reload, as content may make it: the monitor judges
 
@@ -148,7 +160,7 @@ class WindowsBackend:
     def content_listing(self, machine: MachineView) -> dict[str, bytes]:
         from .offline import read_content
 
-        return read_content(self.overlay(machine))
+        return read_content(self.overlay(machine), content_dir=self.content_dir)
 
     def sample_recovery_script(self, path: str) -> Path:
         from .recovery_plan import sample_script
@@ -165,7 +177,7 @@ class WindowsBackend:
             self.overlay(machine), path, workdir, script, bad_update,
             media=Path(profile.winpe_media) if profile.winpe_media else None,
             bitlocker_password=_read_secret(profile.bitlocker_password_file, "bitlocker_password_file"),
-            autologon=self._autologon())
+            autologon=self._autologon(), content_dir=self.content_dir)
 
     def _autologon(self) -> tuple[str, str] | None:
         """The image's administrator, for the one logon that runs RunOnce in Safe Mode."""

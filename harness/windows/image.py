@@ -5,7 +5,10 @@
 1. check the inputs (each problem is one ConfigError/InputFileError naming the file
    and the fix: the CLI prints it and exits 2);
 2. render autounattend.xml and build the install-answer medium (media.py) with the
-   setup scripts, the signed sensor, the test certificate and a fresh SSH key;
+   setup scripts, the driver (package.py: the signed sample sensor and the test
+   certificate, or the request's vendor driver, checked first: its INF, service, .sys)
+   and a fresh SSH key; a vendor image already built with the same driver files is
+   up to date and returned as it is, one built with other files is stale and rebuilt;
 3. create a blank qcow2 disk (<image>.building.qcow2);
 4. start the *installer domain* with the media attached, installer first in the boot
    order (for Windows: vm-templates/windows/domain.xml.j2 via windows_domain_values();
@@ -53,7 +56,8 @@ from .image_request import (
     InstallerFactory,
     Progress,
 )
-from .image_stamp import stamp_golden
+from .image_stamp import manifest_driver, stamp_golden, up_to_date
+from .package import DriverPackage, package_stamp, sample_package, vendor_package
 
 __all__ = [
     "BOOT_KEY", "DEFAULT_DISK_GIB", "DEFAULT_PRESS_KEYS_S", "DEFAULT_SHUTDOWN_TIMEOUT", "DEFAULT_TIMEOUT",
@@ -98,7 +102,9 @@ def sensor_files(build: str, progress: Progress) -> tuple[Path, Path, Path]:
     return wanted
 
 
-def check_request(req: ImageRequest, paths: BuildPaths) -> None:
+def check_request(req: ImageRequest, paths: BuildPaths, replace_stale: bool = False) -> None:
+    """The request's inputs; `replace_stale`: an existing image is stale (built with another
+    driver) and is replaced without --force."""
     if req.edition not in EDITIONS:
         raise ConfigError(f"--edition {req.edition!r}: not one of {', '.join(EDITIONS)}")
     if req.sensor not in SENSOR_BUILDS:
@@ -109,7 +115,7 @@ def check_request(req: ImageRequest, paths: BuildPaths) -> None:
     check_iso(req.virtio_win, "virtio-win ISO",
               "pass the virtio-win driver ISO (Fedora's virtio-win.iso) with --virtio-win")
     for existing in (paths.image, paths.manifest):
-        if existing.exists() and not req.force:
+        if existing.exists() and not (req.force or replace_stale):
             raise InputFileError(f"{existing}: a golden image exists already: pass --force to replace it "
                                  f"(or --out another directory)")
     find_ovmf()  # InfraError naming Debian's ovmf package
@@ -135,8 +141,27 @@ def build_windows_image(req: ImageRequest, progress: Progress = print,
     from .media import AnswerPlan, answer_files, build_answer_iso, render_autounattend
 
     paths = BuildPaths.for_request(req)
-    check_request(req, paths)
-    sys_file, inf_file, cert = sensor_files(req.sensor, progress)
+    package: DriverPackage | None = None
+    stale = False
+    if req.driver is not None:  # a vendor's driver instead of the sample: checked before anything runs
+        package = vendor_package(req.driver, req.profile or "(no name)")
+        stamp = package_stamp(package)
+        current = None if req.force else up_to_date(paths, stamp)
+        if current is not None:
+            progress(f"image: {paths.image} is up to date: built with this {package.service} "
+                     f"(driver key {str(stamp['key'])[:16]}); --force builds it again")
+            return current
+        old = manifest_driver(paths.manifest)
+        stale = old is not None and paths.image.exists()
+        if stale:
+            progress(f"image: {paths.image} is stale (driver key {str(old.get('key', ''))[:16]} was built, "
+                     f"the profile's {package.service} is {str(stamp['key'])[:16]}): building it again")
+    check_request(req, paths, replace_stale=stale)
+    if package is None:
+        sys_file, inf_file, cert = sensor_files(req.sensor, progress)
+        driver = sample_package(sys_file, inf_file, cert)
+    else:
+        driver = package
     req.out.mkdir(parents=True, exist_ok=True)
     paths.artifacts.mkdir(parents=True, exist_ok=True)
 
@@ -158,7 +183,7 @@ def build_windows_image(req: ImageRequest, progress: Progress = print,
     plan = AnswerPlan(edition=req.edition, image_index=req.image_index, sensor_build=req.sensor,
                       admin_password=password, product_key=req.product_key)
     xml = render_autounattend(plan)
-    build_answer_iso(paths.answer_iso, xml, answer_files(plan, sys_file, inf_file, cert, public))
+    build_answer_iso(paths.answer_iso, xml, answer_files(plan, None, None, None, public, package=driver))
     progress(f"image: answer medium {paths.answer_iso}")
 
     # a blank disk, renamed to the golden name only once stamped
@@ -173,4 +198,4 @@ def build_windows_image(req: ImageRequest, progress: Progress = print,
     domain = installer(req, paths, paths.answer_iso)
     (paths.artifacts / "domain.xml").write_text(domain.xml)
     markers, elapsed = run_installer(domain, req, paths, progress)
-    return stamp_golden(req, paths, markers, elapsed, progress)
+    return stamp_golden(req, paths, markers, elapsed, progress, driver=package_stamp(driver))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..driver import DriverSpec
 from .domain import NVRAM_NAME
 
 Progress = Callable[[str], None]
@@ -34,13 +35,17 @@ class ImageRequest:
     force: bool = False
     uri: str = "qemu:///system"
     accel: str = "auto"
-    name: str | None = None  # image file stem; default windows-<edition>-<sensor>
+    name: str | None = None  # image file stem; default windows-<edition>-<sensor> (a vendor's: <service>)
     poll_interval: float = 2.0
     progress_interval: float = 30.0
+    driver: DriverSpec | None = None  # a profile's vendor driver, installed instead of the sample sensor
+    profile: str = ""  # the profile that named `driver` (for its errors)
 
     @property
     def stem(self) -> str:
-        return self.name or f"windows-{self.edition}-{self.sensor}"
+        if self.name:
+            return self.name
+        return f"windows-{self.edition}-{self.driver.service.lower() if self.driver else self.sensor}"
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 Windows Setup looks for autounattend.xml at the root of removable media (a CD-ROM
 counts), so the medium carries the rendered answer file, the first-logon setup
-scripts (vm-templates/windows/setup/*.ps1), the sample sensor (signed .sys + .inf),
-the test certificate, the SSH key for administrators_authorized_keys and
-harness/image.json (edition, sensor build). Made with pycdlib: ISO 9660 level 3
+scripts (vm-templates/windows/setup/*.ps1), the image's driver (package.py: the sample
+sensor's signed .sys + .inf and the test certificate, or a profile's vendor driver under
+harness/driver/ with its certificate under harness/certificates/) with its rendered
+install-driver.ps1, the SSH key for administrators_authorized_keys and harness/image.json
+(edition, sensor build, the driver's service and content directory). Made with pycdlib: ISO 9660 level 3
 plus Joliet (the long names Windows reads), volume label AUTOUNATTEND, built in
 memory and written with mode 0600 (the answer file holds the administrator's
 password).
@@ -26,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from ..errors import ConfigError, InfraError
 from ..vm.templates import TEMPLATES, render
 from .domain import EDITIONS
+from .package import DriverPackage, image_config, package_files, sample_package
 
 AUTOUNATTEND_TEMPLATE = "windows/autounattend.xml.j2"
 SETUP_DIR = TEMPLATES / "windows" / "setup"
@@ -94,9 +97,16 @@ def render_autounattend(plan: AnswerPlan, **overrides: object) -> str:
     return render(AUTOUNATTEND_TEMPLATE, **values)
 
 
-def answer_files(plan: AnswerPlan, sensor_sys: Path, sensor_inf: Path, certificate: Path,
-                 authorized_key: str) -> dict[str, bytes]:
-    """Medium path -> bytes of every file under \\harness\\ (not the answer file itself)."""
+def answer_files(plan: AnswerPlan, sensor_sys: Path | None, sensor_inf: Path | None, certificate: Path | None,
+                 authorized_key: str, package: DriverPackage | None = None) -> dict[str, bytes]:
+    """Medium path -> bytes of every file under \\harness\\ (not the answer file itself).
+    The driver is `package` (a vendor's, package.vendor_package) or, when None, the sample
+    sensor made of `sensor_sys`, `sensor_inf` and `certificate`: never both."""
+    if package is None:
+        if sensor_sys is None or sensor_inf is None or certificate is None:
+            raise ConfigError("answer_files: the sample sensor needs its .sys, .inf and certificate "
+                              "(make -C \"$(python3 -m harness.paths)\" windows sign builds them)")
+        package = sample_package(sensor_sys, sensor_inf, certificate)
     files: dict[str, bytes] = {}
     for name in SETUP_SCRIPTS:
         path = SETUP_DIR / name
@@ -104,14 +114,11 @@ def answer_files(plan: AnswerPlan, sensor_sys: Path, sensor_inf: Path, certifica
             raise ConfigError(f"{path}: setup script missing from the repository")
         # CRLF: Windows PowerShell 5.1 reads either, Notepad and type prefer CRLF.
         files[f"{MEDIUM_DIR}/{name}"] = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    for src, name in ((sensor_sys, "harnessflt.sys"), (sensor_inf, "harnessflt.inf"),
-                      (certificate, "harness-test-signing.cer")):
-        if not src.is_file():
-            raise ConfigError(f"{src}: not found (make -C \"$(python3 -m harness.paths)\" windows sign builds it)")
-        files[f"{MEDIUM_DIR}/{name}"] = src.read_bytes()
+    files.update(package_files(package))
     files[f"{MEDIUM_DIR}/administrators_authorized_keys"] = (authorized_key.strip() + "\r\n").encode()
     files[f"{MEDIUM_DIR}/image.json"] = json.dumps(
-        {"edition": plan.edition, "sensor_build": plan.sensor_build, "admin_user": ADMIN_USER}).encode()
+        {"edition": plan.edition, "sensor_build": plan.sensor_build if not package.vendor else "vendor",
+         "admin_user": ADMIN_USER, "driver": image_config(package)}).encode()
     return files
 
 

@@ -110,6 +110,22 @@ foreach ($line in (Get-DriverWordLines -Word (Get-DriverWord) -Listed $true -Kin
 """
 
 
+# A vendor driver's online reload (lib.ps1 Restart-VendorDriver: FltMgr's unload and load for a
+# listed minifilter, else sc.exe stop and start), then its lines again (Get-VendorDriverLines,
+# event=reload) on COM2 and stdout: the profile's `ready`/`rejected` are matched against them
+# (docs/windows-vendor-driver.md).
+VENDOR_RELOAD_SCRIPT = """\
+. (Join-Path 'C:\\harness' 'lib.ps1')
+$driver = Get-ImageDriver
+Restart-VendorDriver -Service $driver.Service
+$result = Get-VendorDriverLines -Service $driver.Service -ContentDir $driver.ContentDir -Event 'reload'
+foreach ($line in $result.Lines) {
+    Write-HarnessLine -Line $line -LogName 'reload.log'
+    Write-Output $line
+}
+"""
+
+
 def reload_command_line() -> str:
     """The SSH command line of the online reload (RELOAD_SCRIPT with the port name)."""
     return powershell_command_line(RELOAD_SCRIPT, {"PortName": PORT_NAME})
@@ -236,8 +252,9 @@ def sftp_path(windows_path: str) -> str:
     return "/" + path.drive + "/" + "/".join(path.parts[1:])
 
 
-def content_path(name: str) -> str:
-    """The SFTP path of a content file in the sensor's content directory."""
+def content_path(name: str, directory: str = CONTENT_DIR) -> str:
+    """The SFTP path of a content file in the driver's content directory (default: the sample's)."""
     if not name or any(c in name for c in '\\/:*?"<>|'):
         raise PowerShellError(f"{name!r} is not a plain Windows file name")
-    return sftp_path(f"{CONTENT_DIR}\\{name}")
+    base = directory.rstrip("\\")
+    return sftp_path(f"{base}\\{name}")

@@ -58,6 +58,8 @@ from ..vm.backend import RecoveryPath
 from ..vm.templates import render
 from . import bcd
 from .hivelog import prepare_for_edit
+from .package import SAMPLE_CONTENT_DIR
+from .powershell import ps_quote
 from .domain import RECOVERY_DISK_BUS, Cdrom, windows_domain_values
 from .winpe import SAMPLE_SCRIPT, WinPEMediumError, bad_files_listing, build_winpe_medium, check_script
 
@@ -141,21 +143,24 @@ def recovery_domain_values(edition: str, *, medium: Path | None, **kwargs: Any) 
 # ------------------------------------------------------------------ Safe Mode
 
 
-def render_safe_mode_script(script_name: str, script_kind: str) -> str:
-    return render(SAFE_MODE_TEMPLATE, script_name=script_name, script_kind=script_kind)
+def render_safe_mode_script(script_name: str, script_kind: str, content_dir: str = SAMPLE_CONTENT_DIR) -> str:
+    """safe-mode.ps1 for the driver whose content directory is `content_dir` (HARNESS_CONTENT_DIR)."""
+    return render(SAFE_MODE_TEMPLATE, script_name=script_name, script_kind=script_kind,
+                  content_dir=ps_quote(content_dir))
 
 
 def _crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def safe_mode_files(script: Path | None, bad_files: Sequence[tuple[str | bytes, str]]) -> dict[str, bytes]:
+def safe_mode_files(script: Path | None, bad_files: Sequence[tuple[str | bytes, str]],
+                    content_dir: str = SAMPLE_CONTENT_DIR) -> dict[str, bytes]:
     """Name -> bytes of what goes into C:\\harness\\recovery\\ for the Safe Mode run."""
     script = Path(script) if script is not None else SAMPLE_SCRIPT
     data, kind = check_script(script)
     listing = bad_files_listing(Path(GUEST_RECOVERY_DIR), bad_files)
     return {
-        "safe-mode.ps1": _crlf(render_safe_mode_script(script.name, kind).encode("utf-8")),
+        "safe-mode.ps1": _crlf(render_safe_mode_script(script.name, kind, content_dir).encode("utf-8")),
         script.name: data,
         "bad-files.txt": listing,
     }
@@ -264,13 +269,14 @@ def _ready(workdir: Path, name: str) -> tuple[Path, int]:
 def stage_safe_mode_offline(disk: Path, workdir: Path, *, script: Path | None = None,
                             bad_files: Sequence[tuple[str | bytes, str]] = (), mode: str = "minimal",
                             autologon: tuple[str, str] | None = None, esp_partition: int = bcd.ESP_PARTITION,
-                            windows_partition: int = bcd.WINDOWS_PARTITION) -> SafeModeStaging:
+                            windows_partition: int = bcd.WINDOWS_PARTITION,
+                            content_dir: str = SAMPLE_CONTENT_DIR) -> SafeModeStaging:
     """Prepare the shut-off `disk` for one Safe Mode recovery boot (two guestfish runs:
     fetch the BCD and the SOFTWARE and SYSTEM hives with their logs; put them back with
     the recovery files, read back and compared). `autologon` (user, password) sets
     AutoAdminLogon for one logon, which the RunOnce starter needs (the service starter
     does not); the password goes only into the guest's SOFTWARE hive."""
-    files = safe_mode_files(script, bad_files)
+    files = safe_mode_files(script, bad_files, content_dir)
     workdir.mkdir(parents=True, exist_ok=True)
     original = _fetch_hives(disk, workdir, esp_partition, windows_partition)
     before = workdir / "BCD.before"
@@ -357,12 +363,15 @@ def sample_script(path: str) -> Path:
 def prepare_windows_recovery(disk: Path, path: str, workdir: Path, script: Path,
                              bad_update: Sequence[tuple[str, str]], *, media: Path | None = None,
                              bitlocker_password: str | None = None,
-                             autologon: tuple[str, str] | None = None) -> Path | None:
+                             autologon: tuple[str, str] | None = None,
+                             content_dir: str = SAMPLE_CONTENT_DIR) -> Path | None:
     """Make what the next boot in recovery `path` needs, with the machine off. Returns the
     recovery medium (recovery-env: the ISO to attach with boot order 1) or None (safe-mode:
-    the disk itself was staged). `media` defaults to $HARNESS_WINPE_MEDIA."""
+    the disk itself was staged). `media` defaults to $HARNESS_WINPE_MEDIA. `content_dir`: the
+    driver's content directory, which the scripts get as HARNESS_CONTENT_DIR."""
     if path == "safe-mode":
-        stage_safe_mode_offline(disk, workdir, script=script, bad_files=bad_update, autologon=autologon)
+        stage_safe_mode_offline(disk, workdir, script=script, bad_files=bad_update, autologon=autologon,
+                                content_dir=content_dir)
         return None
     if path != "recovery-env":
         raise ConfigError(f"unknown recovery path {path!r}; use safe-mode or recovery-env")
@@ -372,7 +381,7 @@ def prepare_windows_recovery(disk: Path, path: str, workdir: Path, script: Path,
                           f"{WINPE_MEDIA_ENV} to the ADK's media directory (copype amd64 <dir> makes <dir>\\media) "
                           "or to a WinPE ISO (MakeWinPEMedia /ISO)")
     return build_winpe_medium(workdir / "recovery.iso", Path(source), script=script, bad_files=bad_update,
-                              bitlocker_password=bitlocker_password).iso
+                              bitlocker_password=bitlocker_password, content_dir=content_dir).iso
 
 
 def finish_windows_recovery(disk: Path, path: str, workdir: Path | None = None) -> None:

@@ -61,6 +61,7 @@ from pathlib import Path
 from ..bad_update import BAD_FILES_NAME, bad_files_text
 from ..errors import InfraError, InputFileError, RecoveryMediumError
 from ..vm.templates import TEMPLATES, render
+from .package import SAMPLE_CONTENT_DIR, volume_relative
 
 RECOVERY_DIR = TEMPLATES / "windows" / "recovery"
 RECOVER_TEMPLATE = "windows/recovery/recover.cmd.j2"
@@ -227,16 +228,20 @@ def bad_files_listing(where: Path, bad_files: Sequence[tuple[str | bytes, str]])
         raise WinPEMediumError(str(exc)) from None
 
 
-def render_recover_cmd(script_name: str, script_kind: str, finish: str = "shutdown") -> str:
+def render_recover_cmd(script_name: str, script_kind: str, finish: str = "shutdown",
+                       content_dir: str = SAMPLE_CONTENT_DIR) -> str:
+    """recover.cmd for the driver whose content directory is `content_dir` (C:\\...: WinPE finds
+    the Windows volume by it, whatever letter the volume gets there)."""
     if finish not in FINISH:
         raise ValueError(f"finish {finish!r} is not one of {', '.join(FINISH)}")
-    return render(RECOVER_TEMPLATE, script_name=script_name, script_kind=script_kind, finish=finish)
+    return render(RECOVER_TEMPLATE, script_name=script_name, script_kind=script_kind, finish=finish,
+                  content_rel=volume_relative(content_dir))
 
 
 def build_winpe_medium(out: Path, media: Path, *, wim: Path | None = None, index: int | None = None,
                        script: Path | None = None, bad_files: Sequence[tuple[str | bytes, str]] = (),
                        bitlocker_password: str | None = None, finish: str = "shutdown",
-                       label: str = VOLUME_LABEL) -> RecoveryMedium:
+                       label: str = VOLUME_LABEL, content_dir: str = SAMPLE_CONTENT_DIR) -> RecoveryMedium:
     """Make the recovery ISO `out` (mode 0600) from the user's WinPE/WinRE media.
 
     `finish` is what recover.cmd does last: `shutdown` (the default: the domain stops and
@@ -286,7 +291,7 @@ def build_winpe_medium(out: Path, media: Path, *, wim: Path | None = None, index
         payload = Path(tmp) / "payload"
         (payload / PAYLOAD_DIR).mkdir(parents=True)
         files = {
-            "recover.cmd": _crlf(render_recover_cmd(script.name, kind, finish).encode("ascii")),
+            "recover.cmd": _crlf(render_recover_cmd(script.name, kind, finish, content_dir).encode("ascii")),
             script.name: script_bytes,
             BAD_FILES_NAME: listing,
         }

@@ -128,3 +128,166 @@ function Get-SensorState {
     if (Test-Path -LiteralPath $buildFile) { $build = (Get-Content -LiteralPath $buildFile -TotalCount 1).Trim() }
     return [pscustomobject]@{ Loaded = [bool]$loaded; Files = $files; Build = $build }
 }
+
+# ----------------------------------------------------------------- the image's driver
+# image.json's "driver" block (harness/windows/package.py image_config): the sample sensor
+# (harnessflt) or a vendor's driver, its service and content directory. An image built before
+# the block existed has the sample.
+function Get-ImageDriver {
+    $path = Join-Path $HarnessDir 'image.json'
+    $driver = $null
+    if (Test-Path -LiteralPath $path) {
+        $driver = (Get-Content -LiteralPath $path -Raw | ConvertFrom-Json).driver
+    }
+    if ($null -eq $driver) {
+        return [pscustomobject]@{ Kind = 'sample'; Service = 'harnessflt'; Certificate = 'harness-test-signing.cer'
+                                  ContentDir = (Join-Path $env:SystemRoot 'System32\drivers\HarnessSensor') }
+    }
+    return [pscustomobject]@{ Kind = [string]$driver.kind; Service = [string]$driver.service
+                              ContentDir = [string]$driver.content_dir; Certificate = [string]$driver.certificate }
+}
+
+# A vendor driver's word, as lines a profile's `ready:` and `rejected:` regexes are matched
+# against (docs/windows-vendor-driver.md): every line carries HARNESS- (the host reads only
+# those from COM2). One value as text: numbers in decimal, REG_BINARY as hex (first 256
+# bytes), REG_EXPAND_SZ unexpanded, CR LF TAB as \r \n \t, other control characters as \xHH,
+# cut at 900 characters with "...".
+function Format-DriverValue {
+    param($Value)
+    if ($null -eq $Value) { return '' }
+    if ($Value -is [byte[]]) {
+        return (($Value | Select-Object -First 256 | ForEach-Object { $_.ToString('x2') }) -join '')
+    }
+    $text = ([string]$Value).Replace("`r", '\r').Replace("`n", '\n').Replace("`t", '\t')
+    $text = [regex]::Replace($text, '[\x00-\x1f\x7f]', { param($m) '\x{0:x2}' -f [int][char]$m.Value })
+    if ($text.Length -gt 900) { $text = $text.Substring(0, 900) + '...' }
+    return $text
+}
+
+# Every value under the driver's service key and its subkeys (Enum left out: the PnP
+# manager's), breadth first, names sorted: "HARNESS-DRIVER-VALUE <Service>[/<sub>/<key>] <Name>=<value>";
+# a REG_MULTI_SZ gives one line per string, <Name>[<i>]=<string>; the default value is
+# (default). At most $Limit lines, then HARNESS-DRIVER-VALUES-CUT.
+function Get-DriverValueLines {
+    param([Parameter(Mandatory = $true)][string]$Service, [int]$Limit = 200)
+    $root = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey("SYSTEM\CurrentControlSet\Services\$Service")
+    $lines = New-Object System.Collections.Generic.List[string]
+    if ($null -eq $root) { return ,$lines }
+    $queue = New-Object System.Collections.Generic.Queue[object]
+    $queue.Enqueue([pscustomobject]@{ Key = $root; Path = $Service })
+    $total = 0
+    while ($queue.Count -gt 0) {
+        $item = $queue.Dequeue()
+        $key = $item.Key
+        foreach ($name in @($key.GetValueNames() | Sort-Object)) {
+            $kind = $key.GetValueKind($name)
+            $value = $key.GetValue($name, $null, [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames)
+            $label = if ($name) { $name } else { '(default)' }
+            if ($kind -eq [Microsoft.Win32.RegistryValueKind]::MultiString) {
+                $strings = @($value)
+                for ($i = 0; $i -lt $strings.Count; $i++) {
+                    $total++
+                    if ($lines.Count -lt $Limit) {
+                        $lines.Add("HARNESS-DRIVER-VALUE $($item.Path) $($label)[$($i)]=$(Format-DriverValue $strings[$i])")
+                    }
+                }
+            } else {
+                $total++
+                if ($lines.Count -lt $Limit) {
+                    $lines.Add("HARNESS-DRIVER-VALUE $($item.Path) $($label)=$(Format-DriverValue $value)")
+                }
+            }
+        }
+        foreach ($sub in @($key.GetSubKeyNames() | Sort-Object)) {
+            if ($item.Path -eq $Service -and $sub -eq 'Enum') { continue }
+            $child = $key.OpenSubKey($sub)
+            if ($null -ne $child) { $queue.Enqueue([pscustomobject]@{ Key = $child; Path = "$($item.Path)/$sub" }) }
+        }
+        $key.Close()
+    }
+    if ($total -gt $Limit) { $lines.Add("HARNESS-DRIVER-VALUES-CUT service=$Service shown=$Limit total=$total") }
+    return ,$lines
+}
+
+# The service's state from sc.exe query (RUNNING, STOPPED, ..., MISSING when there is no
+# such service), its exit codes and its start type from the service key.
+function Get-DriverServiceState {
+    param([Parameter(Mandatory = $true)][string]$Service)
+    $text = & sc.exe query $Service 2>&1 | Out-String
+    $state = 'MISSING'
+    if ($text -match '(?m)^\s*STATE\s*:\s*\d+\s+(\w+)') { $state = $Matches[1] }
+    $win32 = ''
+    if ($text -match '(?m)^\s*WIN32_EXIT_CODE\s*:\s*(\d+)') { $win32 = $Matches[1] }
+    $serviceExit = ''
+    if ($text -match '(?m)^\s*SERVICE_EXIT_CODE\s*:\s*(\d+)') { $serviceExit = $Matches[1] }
+    $start = (Get-ItemProperty -LiteralPath "HKLM:\SYSTEM\CurrentControlSet\Services\$Service" -Name Start -ErrorAction SilentlyContinue).Start
+    $startName = @{ 0 = 'boot'; 1 = 'system'; 2 = 'auto'; 3 = 'demand'; 4 = 'disabled' }[[int]$start]
+    if ($null -eq $start) { $startName = 'none' }
+    $filters = & fltmc.exe filters 2>&1 | Out-String
+    $filter = $null
+    if ($filters -match ('(?im)^\s*' + [regex]::Escape($Service) + '\s+(\d+)\s+(\S+)')) {
+        $filter = [pscustomobject]@{ Instances = $Matches[1]; Altitude = $Matches[2] }
+    }
+    return [pscustomobject]@{ State = $state; Win32Exit = $win32; ServiceExit = $serviceExit; Start = $startName; Filter = $filter }
+}
+
+# Whether this boot is Safe Mode (boot-start drivers outside SafeBoot\Minimal do not load).
+function Test-SafeMode {
+    if ($env:SAFEBOOT_OPTION) { return $true }
+    $bootup = (Get-CimInstance -ClassName Win32_ComputerSystem -ErrorAction SilentlyContinue).BootupState
+    return ($null -ne $bootup -and $bootup -notmatch '^Normal')
+}
+
+# The values once they have settled: read every 2 s until two reads in a row are the same
+# (at most $Seconds), so a driver still writing its status is not caught half way.
+function Wait-DriverValueLines {
+    param([Parameter(Mandatory = $true)][string]$Service, [int]$Seconds = 60)
+    $deadline = (Get-Date).AddSeconds($Seconds)
+    $last = Get-DriverValueLines -Service $Service
+    while ((Get-Date) -lt $deadline) {
+        Start-Sleep -Seconds 2
+        $now = Get-DriverValueLines -Service $Service
+        if (($now -join "`n") -eq ($last -join "`n")) { return ,$now }
+        $last = $now
+    }
+    return ,$last
+}
+
+# Everything the host gets of a vendor driver, in order: its state, its filter (if FltMgr
+# lists it), its values, then HARNESS-DRIVER-DONE (docs/windows-vendor-driver.md).
+function Get-VendorDriverLines {
+    param([Parameter(Mandatory = $true)][string]$Service, [string]$ContentDir = '', [string]$Event = 'boot')
+    $state = Get-DriverServiceState -Service $Service
+    $lines = New-Object System.Collections.Generic.List[string]
+    $lines.Add("HARNESS-DRIVER-STATE service=$Service state=$($state.State) start=$($state.Start) win32_exit=$($state.Win32Exit) service_exit=$($state.ServiceExit) source=sc")
+    if ($null -ne $state.Filter) {
+        $lines.Add("HARNESS-DRIVER-FILTER service=$Service listed=yes instances=$($state.Filter.Instances) altitude=$($state.Filter.Altitude) source=fltmc")
+    } else {
+        $lines.Add("HARNESS-DRIVER-FILTER service=$Service listed=no source=fltmc")
+    }
+    $values = if ($state.State -eq 'RUNNING') { Wait-DriverValueLines -Service $Service } else { Get-DriverValueLines -Service $Service }
+    foreach ($line in $values) { $lines.Add($line) }
+    $files = 0
+    if ($ContentDir -and (Test-Path -LiteralPath $ContentDir)) {
+        $files = @(Get-ChildItem -LiteralPath $ContentDir -File -ErrorAction SilentlyContinue).Count
+    }
+    $lines.Add("HARNESS-DRIVER-DONE service=$Service state=$($state.State) values=$($values.Count) files=$files event=$Event")
+    return [pscustomobject]@{ State = $state; Lines = $lines }
+}
+
+# A vendor driver's online reload: FltMgr's unload and load for a listed minifilter, else
+# sc.exe stop and start. (The sample has its own reload through its port, which keeps the
+# hardened build's last good content; a vendor driver reads its content when it starts.)
+function Restart-VendorDriver {
+    param([Parameter(Mandatory = $true)][string]$Service)
+    $state = Get-DriverServiceState -Service $Service
+    if ($null -ne $state.Filter) {
+        Invoke-Native 'fltmc.exe' @('unload', $Service) | Out-Null
+        Invoke-Native 'fltmc.exe' @('load', $Service) | Out-Null
+    } else {
+        Invoke-Native 'sc.exe' @('stop', $Service) | Out-Null
+        $deadline = (Get-Date).AddSeconds(30)
+        while ((Get-DriverServiceState -Service $Service).State -ne 'STOPPED' -and (Get-Date) -lt $deadline) { Start-Sleep -Seconds 1 }
+        Invoke-Native 'sc.exe' @('start', $Service) | Out-Null
+    }
+}

@@ -19,7 +19,7 @@ $ErrorActionPreference = 'Stop'
 
 $Source = Join-Path $Medium 'harness'
 $Config = Get-Content -LiteralPath (Join-Path $Source 'image.json') -Raw | ConvertFrom-Json
-Write-SetupLog "start edition=$($Config.edition) sensor=$($Config.sensor_build) medium=$Medium"
+Write-SetupLog "start edition=$($Config.edition) sensor=$($Config.sensor_build) driver=$($Config.driver.kind):$($Config.driver.service) medium=$Medium"
 
 Invoke-Step 'copy' {
     New-Item -ItemType Directory -Path $HarnessDir -Force | Out-Null
@@ -67,10 +67,18 @@ Invoke-Step 'testsigning' {
     Invoke-Native 'bcdedit.exe' @('/set', 'testsigning', 'on') | Out-Null
 }
 
+# The certificate the driver image is test-signed with (image.json driver.certificate: the
+# harness's test certificate for the sample, a vendor's own `cert:`), trusted as a root and a
+# publisher. A vendor driver without one must be signed by a certificate Windows trusts already.
 Invoke-Step 'certificate' {
-    $cer = Join-Path $HarnessDir 'harness-test-signing.cer'
-    Import-Certificate -FilePath $cer -CertStoreLocation 'Cert:\LocalMachine\Root' | Out-Null
-    Import-Certificate -FilePath $cer -CertStoreLocation 'Cert:\LocalMachine\TrustedPublisher' | Out-Null
+    $certificate = (Get-ImageDriver).Certificate
+    if (-not $certificate) {
+        Write-SetupLog 'certificate: none given with the driver: its signature must chain to a root this Windows trusts'
+    } else {
+        $cer = Join-Path $HarnessDir $certificate
+        Import-Certificate -FilePath $cer -CertStoreLocation 'Cert:\LocalMachine\Root' | Out-Null
+        Import-Certificate -FilePath $cer -CertStoreLocation 'Cert:\LocalMachine\TrustedPublisher' | Out-Null
+    }
 }
 
 # CrashControl (windows-notes 2.5, 3): restart after a bugcheck (the boot loop the
@@ -134,62 +142,14 @@ Invoke-Step 'guest-tools' {
     }
 }
 
-# The sample sensor, installed through its INF (drivers/windows/harnessflt.inf, a
-# primitive driver package: DIRID 13, PnpLockdown): pnputil /add-driver ... /install
-# stages the package in the driver store and runs [DefaultInstall.NTamd64] and its
-# .Services section (DiInstallDriver), which create the boot-start service and its
-# instance values. A package needs a catalog signed by a trusted publisher; nothing on
-# the Linux host writes a .cat, so this step makes one over the package folder
-# (New-FileCatalog, SHA256) and signs it (Set-AuthenticodeSignature) with a
-# code-signing certificate made on this VM and trusted here as a root and a publisher
-# (so pnputil does not ask), unless the medium brings harnessflt.cat (made with inf2cat
-# + signtool on a WDK machine). The driver image keeps its own embedded signature (the
-# test certificate, trusted by the step 'certificate'), which a boot-start driver needs.
-# pnputil exits 3010 when it wants a reboot: the driver loads at the next boot anyway.
-# drivers/windows/README.md "Installing on a test VM".
-Invoke-Step 'sensor' {
-    $drivers = Join-Path $env:SystemRoot 'System32\drivers'
-    New-Item -ItemType Directory -Path (Join-Path $drivers 'HarnessSensor') -Force | Out-Null
-    $package = Join-Path $HarnessDir 'package'
-    New-Item -ItemType Directory -Path $package -Force | Out-Null
-    foreach ($file in @('harnessflt.sys', 'harnessflt.inf')) {
-        Copy-Item -LiteralPath (Join-Path $HarnessDir $file) -Destination (Join-Path $package $file) -Force
-    }
-    $catalog = Join-Path $package 'harnessflt.cat'
-    $given = Join-Path $HarnessDir 'harnessflt.cat'
-    if (Test-Path -LiteralPath $given) {
-        Copy-Item -LiteralPath $given -Destination $catalog -Force
-        Write-SetupLog 'sensor: harnessflt.cat from the medium'
-    } else {
-        # Made outside the folder it lists, then moved in: a catalog does not list itself.
-        $made = Join-Path $env:TEMP 'harnessflt.cat'
-        New-FileCatalog -Path $package -CatalogFilePath $made -CatalogVersion 2.0 | Out-Null
-        Move-Item -LiteralPath $made -Destination $catalog -Force
-        # The catalog's signer need not be the driver's: a code-signing certificate made
-        # here (its private key never leaves this VM, none travels on the medium), trusted
-        # as a root and a publisher of this machine only.
-        $cert = New-SelfSignedCertificate -Type CodeSigningCert -Subject 'CN=Harness Sensor Package (this VM only)' `
-            -CertStoreLocation 'Cert:\LocalMachine\My' -HashAlgorithm SHA256 -KeyExportPolicy NonExportable `
-            -NotAfter (Get-Date).AddYears(10)
-        foreach ($storeName in @('Root', 'TrustedPublisher')) {
-            $store = New-Object System.Security.Cryptography.X509Certificates.X509Store $storeName, 'LocalMachine'
-            $store.Open('ReadWrite')
-            $store.Add($cert)
-            $store.Close()
-        }
-        $signature = Set-AuthenticodeSignature -FilePath $catalog -Certificate $cert -HashAlgorithm SHA256
-        if ($signature.Status -ne 'Valid') { throw "signing $catalog`: $($signature.Status) $($signature.StatusMessage)" }
-        Write-SetupLog "sensor: harnessflt.cat made (New-FileCatalog) and signed by $($cert.Subject)"
-    }
-    $output = & pnputil.exe /add-driver (Join-Path $package 'harnessflt.inf') /install 2>&1 | Out-String
-    if ($LASTEXITCODE -ne 0 -and $LASTEXITCODE -ne 3010) {
-        throw "pnputil.exe /add-driver harnessflt.inf /install exited with $LASTEXITCODE`: $($output.Trim())"
-    }
-    $service = Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Services\harnessflt' -ErrorAction SilentlyContinue
-    if ($null -eq $service -or $service.Start -ne 0) {
-        throw "pnputil added the package but the harnessflt service is missing or not boot-start: $($output.Trim())"
-    }
-    Write-SetupLog "sensor: installed through harnessflt.inf (pnputil exit $LASTEXITCODE), ImagePath=$($service.ImagePath)"
+# The image's driver, installed through its INF: the sample sensor (drivers/windows/harnessflt.inf)
+# or the profile's vendor driver (docs/windows-vendor-driver.md), never both. install-driver.ps1
+# is rendered for this image by harness/windows/package.py from install-driver.ps1.j2: it
+# creates the driver's content directory, puts the INF, the .sys and the catalog (the one
+# shipped, or one made and signed here) in a package folder and runs
+# pnputil /add-driver <inf> /install, then checks the service the INF created.
+Invoke-Step 'driver' {
+    & (Join-Path $HarnessDir 'install-driver.ps1')
 }
 
 Invoke-Step 'boot-task' {
@@ -213,6 +173,6 @@ Invoke-Step 'cleanup' {
 
 Invoke-Step 'reboot' {
     New-Item -ItemType File -Path (Join-Path $HarnessDir 'verify-pending') -Force | Out-Null
-    Write-SetupLog 'done: rebooting once to verify the sensor loads (then HARNESS-IMAGE-READY)'
+    Write-SetupLog 'done: rebooting once to verify the driver loads (then HARNESS-IMAGE-READY)'
     Restart-Computer -Force
 }
