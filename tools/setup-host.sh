@@ -27,6 +27,8 @@ cd "$(dirname "$0")/.."
 #   libguestfs-tools ntfs-3g        offline content placement into NTFS overlays
 #   wimtools libhivex-bin xorriso   WinPE recovery media, offline BCD (safe mode) edits
 #   dosfstools mtools               FAT images (the Windows stand-in golden image of the tests)
+#   chromium fonts-dejavu-core      headless Chromium for the report page tests, and a text font
+#                                   (--no-install-recommends installs no font with Chromium)
 PACKAGES=(
   build-essential pkg-config
   clang libclang-rt-14-dev
@@ -40,6 +42,7 @@ PACKAGES=(
   openssh-server openssh-client openssh-sftp-server qemu-guest-agent
   libguestfs-tools ntfs-3g
   wimtools libhivex-bin xorriso dosfstools mtools
+  chromium fonts-dejavu-core
 )
 
 say() { printf 'setup: %s\n' "$*"; }

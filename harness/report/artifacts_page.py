@@ -144,4 +144,5 @@ def artifacts_html(root: Path, machines: list[MachineDir], page_dir: Path) -> st
             + "<h2>Tests and machines</h2>"
             + table(["Test / directory", "Verdict", "Reason", "Boots", "Crash", "Recovery", "Profile", "Logs"],
                     rows, cls="runs"))
-    return page(f"Test run: {len(machines)} machines, {len(crashes)} crashed", esc(root), body)
+    many = "" if len(machines) == 1 else "s"
+    return page(f"Test run: {len(machines)} machine{many}, {len(crashes)} crashed", esc(root), body)
