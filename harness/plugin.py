@@ -43,6 +43,7 @@ _MACHINES = pytest.StashKey[list["Machine"]]()  # every machine the test made
 _UNWATCH = pytest.StashKey[Callable[[], None]]()
 _SLOTS = itertools.count(1)
 TEARDOWN_DRAIN_S = 120.0  # the background destroys of the last tests, at the end of the session
+pytest_plugins = ["harness.rollout.pytest_fixture"]  # the `rollout` fixture (docs/rollout.md)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -13,10 +13,7 @@ rings, bake, automatic halt, rollback and recovery, blast radius.
     session.py       a request checked, run and written; used by the CLI, the fixture, the bench
     cli.py           the `harness rollout` subcommand
     pytest_fixture.py  the `rollout` fixture
+
+Nothing is imported here: the pytest plugin loads pytest_fixture.py on hosts without libvirt
+(session.py and what it imports need libvirt-python).
 """
-
-from __future__ import annotations
-
-from .session import RolloutOutcome, RolloutRequest, plan_rollout, run_rollout
-
-__all__ = ["RolloutOutcome", "RolloutRequest", "plan_rollout", "run_rollout"]

@@ -40,6 +40,7 @@ class NodeContext:
     log: RolloutLog
     boots: threading.Semaphore  # boots running at once (bake reboots share the cores)
     say: Callable[[str], None]
+    slot_prefix: str = ""  # keeps domain names apart when one run id holds several rollouts
 
 
 class Node:
@@ -76,7 +77,7 @@ class Node:
             directory.mkdir(parents=True, exist_ok=True)
             machine = RecoverableMachine(MachineSpec(
                 profile=self.profile, guest=self.ctx.guest, artifacts=directory, run_id=self.ctx.run_id,
-                test_id=f"rollout {self.name}", slot=f"{self.name}{suffix}", sensor=self.ctx.sensor,
+                test_id=f"rollout {self.name}", slot=f"{self.ctx.slot_prefix}{self.name}{suffix}", sensor=self.ctx.sensor,
                 network=True), progress=self.ctx.say)
             self.machine = machine
             self.record.artifacts = str(directory)

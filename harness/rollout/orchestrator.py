@@ -46,6 +46,7 @@ class RolloutPlan:
     recover: str = "auto"
     measure_unstaged: bool = False
     max_boots: int = 4  # boots at once (2 cores: more only slows each one down)
+    slot_prefix: str = ""  # before each machine's name in its domain name
 
 
 @dataclass
@@ -152,7 +153,7 @@ class Rollout:
         for name, profile in plan.profiles.items():
             guest, sensor = family_plugin(profile.family).prepare(profile, None, self.say)
             contexts[name] = NodeContext(guest, sensor, plan.run_id, plan.run_dir, plan.content, self.log, boots,
-                                         self._machine_say)
+                                         self._machine_say, plan.slot_prefix)
         return contexts
 
     def _machine_say(self, message: str) -> None:

@@ -4,6 +4,7 @@ result written (also after Ctrl-C, then marked `interrupted`)."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class RolloutRequest:
     max_boots: int = 4
     quiet: bool = False
     run_id: str | None = None
+    run_dir: Path | None = None  # default: <artifacts root>/<run id>
 
 
 @dataclass
@@ -77,11 +79,12 @@ def plan_rollout(request: RolloutRequest) -> RolloutPlan:
                           "cannot go to both")
     machines = assign_rings(fleet_machines(counts), rings, request.seed)
     run_id = request.run_id or new_run_id()
-    run_dir = (request.artifacts_root or default_root()) / run_id
+    run_dir = request.run_dir or (request.artifacts_root or default_root()) / run_id
     return RolloutPlan(profiles=profiles, counts=counts, machines=machines, rings=rings, content=content,
                        run_id=run_id, run_dir=run_dir, bake_boots=request.bake_boots, bake_s=request.bake_s,
                        halt_on=parse_halt_on(request.halt_on), recover=request.recover,
-                       measure_unstaged=request.measure_unstaged, max_boots=max(1, request.max_boots))
+                       measure_unstaged=request.measure_unstaged, max_boots=max(1, request.max_boots),
+                       slot_prefix="" if request.run_id is None else f"{secrets.token_hex(2)}-")
 
 
 def run_rollout(request: RolloutRequest) -> RolloutOutcome:
