@@ -64,14 +64,29 @@ def test_the_page_of_a_real_run_shows_its_boot_loop_and_links_its_logs(
 
 
 def test_a_machine_directory_without_a_verdict_is_listed_never_dropped(tmp_path: Path) -> None:
-    """An interrupted run leaves a console log and no verdict.json; a broken verdict.json is said."""
+    """An interrupted run leaves a console log and no verdict.json; a broken verdict.json is said;
+    a machine recovered after a boot loop (verdict.json says healthy) still counts as crashed,
+    from the verdicts and crash events of its events.jsonl."""
     run = tmp_path / "20261203-000000-abcd"
     (run / "test_x.py--test_interrupted").mkdir(parents=True)
     shutil.copyfile(SERIAL, run / "test_x.py--test_interrupted" / "serial.log")
     (run / "test_x.py--test_broken").mkdir()
     (run / "test_x.py--test_broken" / "verdict.json").write_text("{\"verdict\": ")
     (run / "test_x.py--test_no_machine").mkdir()  # a test that asked for artifacts_dir only
+    recovered = run / "test_x.py--test_recovered"
+    recovered.mkdir()
+    (recovered / "verdict.json").write_text(json.dumps({
+        "verdict": "healthy", "reason": "boot complete, sensor loaded", "boots": 1, "crashing_boots": 0,
+        "crash": None, "recovery": {"safe-mode": {"result": "recovered", "reason": "script exited 0"}}}))
+    events = [("harness:verdict", "healthy"), ("lifecycle:crashed:panicked", None),
+              ("lifecycle:crashed:panicked", None), ("harness:verdict", "boot-loop"), ("harness:verdict", "healthy")]
+    (recovered / "events.jsonl").write_text("".join(
+        json.dumps({"t": i, "event": e} | ({"verdict": v, "reason": ""} if v else {})) + "\n"
+        for i, (e, v) in enumerate(events)) + "{\"t\": 9, \"ev")  # torn last line: killed mid-write
     page = render_artifacts(tmp_path).read_text()
-    assert page.count("<tr>") == 1 + 2  # the header and the two machine directories
+    assert page.count("<tr>") == 1 + 3  # the header and the three machine directories
     assert "no verdict" in page and "verdict.json unreadable" in page
+    assert "Test run: 3 machines, 1 crashed" in page and "crashed earlier" in page
+    assert "safe-mode: recovered (script exited 0)" in page
+    assert page.index(">healthy</span> → ") < page.index(">boot-loop</span> → ")
     assert "test_no_machine" not in page

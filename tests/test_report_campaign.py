@@ -122,3 +122,17 @@ def test_bad_input_is_one_line_naming_the_directory_or_the_field_and_exit_2(
     assert len(lines) == 1 and lines[0].startswith(f"harness: error: {target}"), result.stderr
     assert expected in lines[0], lines[0]
     assert not (target / "index.html").exists()
+
+
+def test_the_browser_check_sees_a_page_that_fetches_anything_or_links_nowhere(
+        browser: Browser, tmp_path: Path) -> None:
+    """The checks the report tests rely on can fail: a page with an image from elsewhere, and
+    one with a link to a file that is not there."""
+    fetching = tmp_path / "fetching.html"
+    fetching.write_text('<!DOCTYPE html><html><body><img src="http://report.invalid/logo.png">x</body></html>')
+    with pytest.raises(AssertionError, match="fetched more than itself: .*report.invalid"):
+        open_checked(browser, fetching, "1", tmp_path / "fetching.png")
+    dead = tmp_path / "dead.html"
+    dead.write_text('<!DOCTYPE html><html><body><a href="nowhere/serial.log">log</a></body></html>')
+    with pytest.raises(AssertionError, match="links to missing files: .*nowhere/serial.log"):
+        open_checked(browser, dead, "1", tmp_path / "dead.png")

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputFileError
-from .html import count_bars, esc, facts, file_link, legend, page, table
+from .html import badge, count_bars, esc, facts, file_link, legend, page, table
 from .states import verdict
 
 MACHINE_FILES = ("verdict.json", "serial.log", "com1.log")
+CRASH_VERDICTS = ("crashed", "boot-loop")
+EVENTS_MAX_BYTES = 8 << 20
 MAX_DEPTH = 6  # root / run / test / machine ... (a campaign's retry/ sits one deeper)
 SKIP_DIRS = {"content", "removed", "__pycache__"}
 LOGS = (("serial log", "serial.log"), ("COM1", "com1.log"), ("COM2 markers", "com2.log"),
@@ -38,6 +40,15 @@ class MachineDir:
     verdict: dict[str, Any] | None
     rerun: str | None
     note: str | None  # infra-error.txt, or why verdict.json could not be read
+    history: list[tuple[str, str]]  # every verdict of the machine's life (events.jsonl), oldest first
+    crash_events: int  # crashes libvirt reported over its life (a recovered machine's included)
+
+    @property
+    def crashed(self) -> bool:
+        """Crashed at any time: verdict.json keeps only the last verdict (after a recovery,
+        healthy), events.jsonl every one."""
+        return bool(self.crash_events) or isinstance((self.verdict or {}).get("crash"), dict) or any(
+            name in CRASH_VERDICTS for name, _reason in self.history)
 
 
 def is_machine_dir(path: Path) -> bool:
@@ -64,6 +75,29 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def read_events(path: Path) -> tuple[list[tuple[str, str]], int]:
+    """(verdicts in order, crash events) from a machine's events.jsonl; a torn last line (a run
+    killed mid-write) or a missing file gives what could be read."""
+    history: list[tuple[str, str]] = []
+    crashes = 0
+    try:
+        with open(path / "events.jsonl", encoding="utf-8", errors="replace") as handle:
+            lines = handle.read(EVENTS_MAX_BYTES).splitlines()
+    except OSError:
+        return history, crashes
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        name = event.get("event", "") if isinstance(event, dict) else ""
+        if name == "harness:verdict":
+            history.append((str(event.get("verdict")), str(event.get("reason") or "")))
+        elif name.startswith("lifecycle:crashed"):
+            crashes += 1
+    return history, crashes
+
+
 def load_machine_dir(path: Path, root: Path) -> MachineDir:
     rel = str(path.relative_to(root)) if path != root else path.name
     note = _read(path / "infra-error.txt")
@@ -79,7 +113,9 @@ def load_machine_dir(path: Path, root: Path) -> MachineDir:
     test = path.name
     if repro and repro.startswith("pytest "):
         test = repro.split()[1]
-    return MachineDir(path=path, rel=rel, test=test, verdict=data, rerun=repro, note=note)
+    history, crash_events = read_events(path)
+    return MachineDir(path=path, rel=rel, test=test, verdict=data, rerun=repro, note=note, history=history,
+                      crash_events=crash_events)
 
 
 def load_artifacts(root: Path) -> list[MachineDir]:
@@ -123,11 +159,16 @@ def _row(m: MachineDir, page_dir: Path) -> list[str]:
     crashing = v.get("crashing_boots") or 0
     boots = (f"{v.get('boots')}" + (f" ({crashing} crashing)" if crashing else "")) if m.verdict else ""
     label = name or "no verdict"
-    cell = (f'<span class="badge" data-state="{esc(sw.name)}" title="{esc(label)}: {esc(sw.meaning)}" '
-            f'style="background:{sw.fill};color:{sw.ink}">{esc(label)}</span>')
-    logs = "<br>".join(file_link(p, page_dir, lbl) for lbl, p in _serial(m))
     crash_words = esc(crash.get("title")) + (f"<br><code>{esc(crash.get('function'))}</code>"
                                              if crash.get("function") else "") if crash else ""
+    cell = (f'<span class="badge" data-state="{esc(sw.name)}" title="{esc(label)}: {esc(sw.meaning)}" '
+            f'style="background:{sw.fill};color:{sw.ink}">{esc(label)}</span>')
+    if len(m.history) > 1:
+        steps = " → ".join(badge(verdict(n), n) for n, _reason in m.history)
+        cell += f'<br><small class="history">over its life: {steps}</small>'
+    if m.crashed and not crash:
+        crash_words = "crashed earlier (see the serial log)"
+    logs = "<br>".join(file_link(p, page_dir, lbl) for lbl, p in _serial(m))
     where = f'<span class="mono wrap" title="{esc(m.path)}">{esc(m.rel)}</span>'
     return [f'<b class="wrap">{esc(m.test)}</b><br>{where}', cell, esc(reason), esc(boots), crash_words,
             esc(_recovery(v)), esc(v.get("profile") or ""), logs]
@@ -135,7 +176,7 @@ def _row(m: MachineDir, page_dir: Path) -> list[str]:
 
 def artifacts_html(root: Path, machines: list[MachineDir], page_dir: Path) -> str:
     counts = Counter((m.verdict or {}).get("verdict") or "none" for m in machines)
-    crashes = [m for m in machines if isinstance((m.verdict or {}).get("crash"), dict)]
+    crashes = [m for m in machines if m.crashed]
     head = facts([("Directory", esc(root)), ("Machines", str(len(machines))),
                   ("Crashes", str(len(crashes)))])
     rows = [_row(m, page_dir) for m in sorted(machines, key=lambda m: m.rel)]

@@ -44,6 +44,8 @@ class RolloutMachine:
     delivered: bool
     delivered_at: float | None  # seconds since started_at
     verdict: str | None
+    verdict_reason: str | None
+    rollback: str | None  # how the content was withdrawn: online, safe-mode, recovery-env
     recovery: str | None  # "path: result" in words
     final_verdict: str | None
     serial_log: Path | None
@@ -65,6 +67,7 @@ class Rollout:
     seconds_to_halt: float | None
     seconds_to_healthy_fleet: float | None
     healthy_at_end: int | None
+    interrupted: bool
     started_at: float | None
     content: list[str]
     machines: list[RolloutMachine]
@@ -109,6 +112,7 @@ def load_rollout(report_dir: Path) -> Rollout:
         machines.append(RolloutMachine(
             name=m.get("name", str, True), profile=m.get("profile", str) or "?", ring=m.get("ring", int, True),
             delivered=bool(m.get("delivered", bool)), delivered_at=delivered_at, verdict=m.get("verdict", str),
+            verdict_reason=m.get("verdict_reason", str), rollback=m.get("rollback", str),
             recovery=_recovery_words(m.obj.get("recovery"), m), final_verdict=m.get("final_verdict", str),
             serial_log=resolve(report_dir, m.get("serial_log", str)), crash_title=m.get("crash_title", str),
             deliveries=deliveries))
@@ -137,5 +141,6 @@ def load_rollout(report_dir: Path) -> Rollout:
         unstaged_blast_radius=top.get("unstaged_blast_radius", int),
         seconds_to_halt=top.get("seconds_to_halt", float),
         seconds_to_healthy_fleet=top.get("seconds_to_healthy_fleet", float),
-        healthy_at_end=top.get("healthy_at_end", int), started_at=started_at,
+        healthy_at_end=top.get("healthy_at_end", int), interrupted=bool(top.get("interrupted", bool)),
+        started_at=started_at,
         content=[str(c) for c in content], machines=machines, timeline=timeline)

@@ -33,13 +33,15 @@ def ordered(rollout: Rollout) -> list[RolloutMachine]:
 
 def _headline(r: Rollout) -> str:
     reached = sum(1 for m in r.machines if outcome(m) != "not-delivered")
+    partial = ("<p><b>Interrupted:</b> the rollout was stopped (Ctrl-C) before it finished; this is the "
+               "partial report.</p>") if r.interrupted else ""
     if r.halted:
         ring = "?" if r.halted_ring is None else r.halted_ring
         text = (f"Halted at ring {ring}: {r.halt_reason or 'no reason recorded'}. "
                 f"The content reached {reached} of {r.fleet} machines.")
-        return f'<div class="verdict-box bad" id="outcome">{esc(text)}</div>'
+        return f'<div class="verdict-box bad" id="outcome">{esc(text)}</div>{partial}'
     text = f"Not halted: the content reached {reached} of {r.fleet} machines."
-    return f'<div class="verdict-box good" id="outcome">{esc(text)}</div>'
+    return f'<div class="verdict-box good" id="outcome">{esc(text)}</div>{partial}'
 
 
 def _summary(r: Rollout) -> str:
@@ -66,7 +68,9 @@ def _cell(m: RolloutMachine, page_dir: Path) -> str:
     shown, final = outcome(m), final_state(m)
     sw = state(shown)
     now = f"now {final}" if final and final != shown else ""
-    words = " · ".join(w for w in (f"verdict {m.verdict}" if m.verdict else "", m.recovery or "") if w)
+    verdict = f"verdict {m.verdict}" + (f" ({m.verdict_reason})" if m.verdict_reason else "") if m.verdict else ""
+    rollback = f"rolled back {m.rollback}" if m.rollback else ""
+    words = " · ".join(w for w in (verdict, rollback, m.recovery or "") if w)
     tip = f"{m.name} ({m.profile}, ring {m.ring}): {shown}" + (f", {now}" if now else "") + (
         f"; {words}" if words else "") + (f"; {m.crash_title}" if m.crash_title else "")
     log = file_link(m.serial_log, page_dir, "serial log") if m.serial_log else ""
@@ -124,9 +128,10 @@ def _machines(r: Rollout, page_dir: Path) -> str:
         if failed:
             delivered += "; failed: " + "; ".join(f"{d.t:.1f} s {d.error or ''}".strip() for d in failed)
         rows.append([esc(m.name), esc(m.profile), str(m.ring), esc(delivered), esc(m.verdict or "n/a"),
-                     esc(m.recovery or "none"), esc(m.final_verdict or "n/a"),
+                     esc(m.rollback or "none"), esc(m.recovery or "none"), esc(m.final_verdict or "n/a"),
                      file_link(m.serial_log, page_dir, "serial log") or "none"])
-    return table(["Machine", "Profile", "Ring", "Delivered", "Verdict", "Recovery", "Final verdict", "Log"],
+    return table(["Machine", "Profile", "Ring", "Delivered", "Verdict", "Rollback", "Recovery", "Final verdict",
+                  "Log"],
                  rows, num={2}, cls="machines")
 
 
