@@ -80,6 +80,7 @@ def write_bad_rollout(report_dir: Path, outside: Path) -> dict[str, Any]:
     timeline.sort(key=lambda c: c["t"])
     obj = {"fleet": 8, "rings": [2, 2, 4], "halted": True, "halted_ring": 0,
            "halt_reason": f"crash on vuln-1: {CF291_TITLE}", "blast_radius": 1, "unstaged_blast_radius": 6,
+           "halt_signal": {"kind": "crash", "machine": "vuln-1", "t": 11.1, "halted_t": 11.2, "latency_s": 0.1},
            "seconds_to_halt": 1.2, "seconds_to_healthy_fleet": 21.0, "healthy_at_end": 8,
            "machines": machines, "started_at": time.time() - 60, "content": ["C-00000291-00000000-00000032.sys"],
            "timeline": timeline}
@@ -151,7 +152,7 @@ def test_a_halted_rollout_shows_the_canary_crash_in_ring_0_and_nothing_delivered
 
     text = s["text"]
     for words in ("Halted at ring 0", CF291_TITLE, "1 of 8 machines crashed", "6 of 8 machines crashed",
-                  "1.2 s after the first delivery", "21.0 s after the first delivery", "8 of 8",
+                  "1.2 s after the first delivery, 0.10 s after the halting signal", "21.0 s after the first delivery", "8 of 8",
                   "Delivered past the halting ring\nnone"):
         assert words in text, words
 

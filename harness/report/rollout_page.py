@@ -54,7 +54,9 @@ def _summary(r: Rollout) -> str:
             ("Started", esc(utc(r.started_at))),
             ("Halted", "yes, at ring " + esc(r.halted_ring) if r.halted else "no"),
             ("Time to halt", esc(seconds(r.seconds_to_halt) + (" after the first delivery"
-                                                               if r.seconds_to_halt is not None else ""))),
+                                                               if r.seconds_to_halt is not None else "")
+                                 + (f", {r.halt_latency:.2f} s after the halting signal"
+                                    if r.halt_latency is not None else ""))),
             ("Time to healthy fleet", esc(seconds(r.seconds_to_healthy_fleet)
                                           + (" after the first delivery"
                                              if r.seconds_to_healthy_fleet is not None else ""))),
