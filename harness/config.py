@@ -66,6 +66,7 @@ class Profile:
     winpe_media: str = ""  # family windows, recovery-env: the ADK's WinPE media directory or a WinPE ISO
     bitlocker_password_file: str = ""  # family windows: a file holding the BitLocker recovery password
     driver: DriverSpec | None = None  # a vendor's driver (harness/driver.py); None: the sample sensor
+    fast_path: bool = True  # campaigns judge files from a memory snapshot (docs/fastpath.md); false: boots
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     def recovery_script(self, path: str) -> str:
@@ -100,6 +101,11 @@ def _check_fields(cls: type, values: dict[str, Any], where: str, source: str) ->
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {path}: expected a mapping such as {{boot: 180, hang: 45}}")
             out[key] = Timeouts(**_check_fields(Timeouts, value, path, source))
+            continue
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: {path}: expected true or false, got {value!r}")
+            out[key] = value
             continue
         if isinstance(default, tuple):
             if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):

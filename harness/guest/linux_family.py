@@ -11,6 +11,7 @@ from ..config import Profile
 from ..vm.backend import GuestBackend, Progress
 from .linux_backend import LinuxBackend
 from .linux_ref import ReferenceGuest, build_reference_guest, default_cache_dir
+from .snapshot_point import SNAPSHOT_POINT
 from .vendor_module import check_vendor_module
 
 BUILD_LOCK_TIMEOUT_S = 600  # another process (an xdist worker) building the guest
@@ -18,6 +19,7 @@ BUILD_LOCK_TIMEOUT_S = 600  # another process (an xdist worker) building the gue
 
 class LinuxReferenceFamily:
     name = "linux"
+    snapshot_point = SNAPSHOT_POINT  # the fast path's wait point (snapshot_point.py)
 
     def prepare(self, profile: Profile, sensor: str | None, progress: Progress) -> tuple[ReferenceGuest, str]:
         """The reference guest, built once per set of inputs (cached); xdist workers wait for the

@@ -31,7 +31,8 @@ RECOVERY_MODULES = ("virtio_pci", "virtio_blk", "ext4", "pvpanic_mmio", "pvpanic
 # recovery script; sha256sum, rm: what the sample recovery script needs.
 REQUIRED_APPLETS = ("sh", "mount", "insmod", "usleep", "ip", "setsid", "cttyhack", "poweroff",
                     "grep", "cp", "chmod", "chown", "mkdir", "sync", "umount", "tail", "tr",
-                    "timeout", "cat", "sha256sum", "rm", "ln")
+                    "timeout", "cat", "sha256sum", "rm", "ln",
+                    "dd", "head", "blockdev")  # the snapshot point (lib.sh snapshot_point)
 RECOVERY_APPLETS = ("sh", "mount", "insmod", "usleep", "setsid", "timeout", "poweroff", "grep",
                     "mkdir", "sync", "umount", "cat", "sha256sum", "rm")
 RECOVERY_TIMEOUT = 120  # seconds the recovery script may run (knob harness.recovery_timeout=N)

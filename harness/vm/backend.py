@@ -13,6 +13,7 @@ that this module (and every family) never imports the Machine class.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,31 @@ class GuestBackend(Protocol):
 
 
 Progress = Callable[[str], None]
+
+
+class SnapshotPoint(Protocol):
+    """Optional, as a family plugin's `snapshot_point` attribute: a point of the family's boot,
+    before its driver reads any content, where a machine can be saved once and restored for each
+    content file (harness/vm/snapshot.py, harness/fastpath/, docs/fastpath.md). A family without
+    one (Windows) has no snapshot fast path."""
+    marker: re.Pattern[str]  # the console line the guest prints when it waits at the point
+
+    def key_parts(self, guest: Any, profile: Profile, sensor: str) -> dict[str, Any]:
+        """What of the family's guest and driver the saved memory depends on (the snapshot key)."""
+        ...
+
+    def arm(self, backend: GuestBackend) -> None:
+        """Make the boots of `backend`'s machine stop at the point (a boot switch)."""
+        ...
+
+    def make_placeholder(self, machine: MachineView) -> None:
+        """Turn the machine's content disk (made by prepare_first_boot) into the stand-in the
+        guest waits on; the restore names each file's own disk in its place."""
+        ...
+
+    def problem(self, console: str) -> str | None:
+        """What went wrong with a restore, read from the console text (None: nothing)."""
+        ...
 
 
 class GuestFamilyPlugin(Protocol):

@@ -13,7 +13,7 @@ import importlib
 from importlib.metadata import entry_points
 
 from ..errors import ConfigError
-from .backend import GuestFamilyPlugin
+from .backend import GuestFamilyPlugin, SnapshotPoint
 
 ENTRY_POINT_GROUP = "harness.families"
 BUILTIN: dict[str, str] = {
@@ -45,3 +45,8 @@ def family_plugin(name: str) -> GuestFamilyPlugin:
     plugin: GuestFamilyPlugin = getattr(importlib.import_module(module), attr)
     _registered[name] = plugin
     return plugin
+
+
+def snapshot_point(name: str) -> SnapshotPoint | None:
+    """The snapshot point of family `name` (an optional plugin attribute), or None."""
+    return getattr(family_plugin(name), "snapshot_point", None)

@@ -10,6 +10,9 @@
 #   harness.hang=1                       stop silently after HARNESS-BOOT-START (a hung boot,
 #                                        for testing hang detection)
 #   harness.recovery_timeout=N           seconds the recovery script may run (default 120)
+#   harness.snapshot=1                   a snapshot machine (harness/fastpath, docs/fastpath.md):
+#                                        before the data disk is mounted, wait while it is the
+#                                        snapshot's placeholder (snapshot_point in lib.sh)
 #
 # Safe mode with a recovery medium (an ext4 image with recover.sh, made by
 # harness/guest/recovery.py) as the second virtio disk, /dev/vdb: after the data disk
@@ -19,6 +22,8 @@
 # by or reordered with the kernel's own console lines; the console prefixes
 # them with the kernel timestamp "[    2.345678] "):
 #   HARNESS-BOOT-START mode=normal|safe sensor=<build>
+#   HARNESS-SNAPSHOT-POINT disk=/dev/vda        (harness.snapshot=1: waiting; the host saves here)
+#   HARNESS-SNAPSHOT-RESUMED disk=/dev/vda stale=0|1   (the file's disk replaced the placeholder)
 #   HARNESS-SENSOR-SKIPPED reason=safe-mode
 #   HARNESS-RECOVERY-START path=safe-mode       (safe mode with a recovery medium only)
 #   recovery: <line>                            each line recover.sh prints
@@ -51,6 +56,7 @@ safemode=0
 net=0
 halt=0
 hang=0
+snapshot=0
 read -r cmdline < /proc/cmdline
 for arg in $cmdline; do
     case "$arg" in
@@ -59,6 +65,7 @@ for arg in $cmdline; do
         harness.net=*)      net=${arg#*=} ;;
         harness.halt=*)     halt=${arg#*=} ;;
         harness.hang=*)     hang=${arg#*=} ;;
+        harness.snapshot=*) snapshot=${arg#*=} ;;
         harness.recovery_timeout=*) RECOVERY_TIMEOUT=${arg#*=} ;;
     esac
 done
@@ -75,6 +82,7 @@ fi
 
 # Kernel modules, dependencies first.
 load_modules
+[ "$snapshot" = 1 ] && snapshot_point
 
 
 # safe_mode_recovery: with a recovery medium as the second virtio disk, run its recover.sh.

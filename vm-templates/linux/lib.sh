@@ -49,6 +49,39 @@ say() {
     echo "$*" > /dev/console
 }
 
+# snapshot_point: a snapshot machine (harness.snapshot=1) stops here, after the modules and
+# before anything reads the data disk, while the disk is the snapshot's placeholder (its first
+# sector begins with SNAPSHOT_MARK; a real data disk's first sector is zero, ext4 leaves it
+# unused).  The host saves the machine at the POINT line; each restore names the file's own disk
+# in the placeholder's place, and the next poll sees it.  The polls read with O_DIRECT (no page
+# cache); before going on, the block device's buffers and the page cache are dropped
+# (BLKFLSBUF, drop_caches), so nothing read from the placeholder can be served for the new disk,
+# and a buffered read of sector 0 proves it (stale=1 if the mark is still seen).  A reboot of
+# the same machine (a crash, then a reset) finds the file's disk at once and goes straight on.
+SNAPSHOT_MARK=HARNESS-SNAPSHOT-PLACEHOLDER
+snapshot_point() {
+    [ -b "$DISK" ] || return 0  # no data disk at all: boot() says so
+    placeholder_disk direct || return 0
+    say "HARNESS-SNAPSHOT-POINT disk=$DISK"
+    while placeholder_disk direct; do usleep 10000; done
+    blockdev --flushbufs "$DISK" 2>/dev/null
+    sync
+    echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+    stale=0
+    placeholder_disk buffered && stale=1
+    say "HARNESS-SNAPSHOT-RESUMED disk=$DISK stale=$stale"
+}
+
+# placeholder_disk direct|buffered: whether the data disk's first sector begins with SNAPSHOT_MARK.
+placeholder_disk() {
+    if [ "$1" = direct ]; then
+        head_bytes=$(dd if="$DISK" bs=512 count=1 iflag=direct 2>/dev/null | head -c 28)
+    else
+        head_bytes=$(dd if="$DISK" bs=512 count=1 2>/dev/null | head -c 28)
+    fi
+    [ "$head_bytes" = "$SNAPSHOT_MARK" ]
+}
+
 # wait_for TEST ARG TRIES: poll every 50 ms until `test TEST ARG` holds, at most TRIES times.
 wait_for() {
     n=0

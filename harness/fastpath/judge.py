@@ -1,0 +1,151 @@
+"""SnapshotJudge: one content file's verdict from a restored memory snapshot (docs/fastpath.md).
+
+For each file: a fresh data disk with the file (made as the boot path makes it), a restore of the
+profile's snapshot with that disk in the placeholder's place, and the same monitor, console and
+events as a boot; the verdict is the monitor's. A crashing file is confirmed as a boot loop by
+real reboots of the restored machine (the profile's boot_loop_threshold), unless
+`confirm_loop=False`: then the first crash is the verdict, and its reason says so. The restored
+QEMU is torn down in the background (Machine.close(background=True)).
+
+One judge per thread; each has its own copies of the snapshot under its own domain names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import new_run_id, write_json
+from ..config import Profile
+from ..errors import ConfigError, InfraError
+from ..monitor.verdict import Verdict
+from ..vm.registry import family_plugin, snapshot_point
+from ..vm.snapshot import SnapshotMachine, restore_xml
+from ..vm.snapshot_cache import work_dir
+from ..vm.spec import MachineSpec
+from .build import ensure_snapshot, with_threshold
+from .variants import VariantPool
+
+Progress = Callable[[str], None]
+UNCONFIRMED = ("the first crash ended the judgement: the boot loop was not confirmed by reboots "
+               "(confirm_loop=False)")
+
+
+def fast_path_refusal(profile: Profile) -> str | None:
+    """Why `profile` cannot use the snapshot fast path (one line), or None when it can."""
+    if not profile.fast_path:
+        return (f"profile {profile.name}: fast_path is false: its files are judged by booting each one "
+                "(the boot path)")
+    if snapshot_point(profile.family) is None:
+        return (f"profile {profile.name}: family {profile.family} has no snapshot point: its driver starts "
+                "at boot, so each file is judged by a boot (the boot path; docs/fastpath.md)")
+    uris = profile.uris or (profile.uri,)
+    if any(not uri.startswith("qemu:///") for uri in uris):
+        return (f"profile {profile.name}: the fast path restores snapshots kept on this machine; "
+                f"{', '.join(uris)} is not a local libvirt (qemu:///...): use the boot path")
+    return None
+
+
+class SnapshotJudge:
+    def __init__(self, profile: Profile, sensor: str | None, progress: Progress | None = None,
+                 confirm_loop: bool = True) -> None:
+        refusal = fast_path_refusal(profile)
+        if refusal is not None:
+            raise ConfigError(refusal)
+        self.say: Progress = progress or (lambda _msg: None)
+        self.confirm_loop = confirm_loop
+        self.point = snapshot_point(profile.family)
+        assert self.point is not None
+        self.guest, self.build = family_plugin(profile.family).prepare(profile, sensor, self.say)
+        self.profile = with_threshold(profile, confirm_loop)
+        self.snapshot = ensure_snapshot(profile, self.guest, self.build, self.point, self.say)
+        self._work = contextlib.ExitStack()
+        work = self._work.enter_context(work_dir(self.snapshot.entry))
+        self.run_id = new_run_id()
+        self.pool = VariantPool(self.snapshot.image, work, f"fp{secrets.token_hex(2)}")
+        self.last: dict[str, Any] = {}  # timings of the last file (bench/campaign.py)
+        self.closed = False
+
+    def judge(self, name: str, data: bytes, artifacts: Path) -> Verdict:
+        """The verdict on `data` placed as content file `name`; artifacts (serial.log, events.jsonl,
+        verdict.json, domain.xml, content/, fastpath.json) go to `artifacts`. An infrastructure
+        failure is retried once (in artifacts/retry)."""
+        if self.closed:
+            raise InfraError("this SnapshotJudge is closed")
+        artifacts.mkdir(parents=True, exist_ok=True)
+        try:
+            verdict = self._judge_once(name, data, artifacts)
+        except InfraError as exc:
+            self.say(f"fast path: infrastructure failure, retrying once: {exc}")
+            return self._judge_once(name, data, artifacts / "retry")
+        if verdict.verdict == "infra-error":
+            self.say(f"fast path: infra-error ({verdict.reason}), retrying once")
+            return self._judge_once(name, data, artifacts / "retry")
+        return verdict
+
+    def _judge_once(self, name: str, data: bytes, artifacts: Path) -> Verdict:
+        start = time.monotonic()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        index = self.pool.next_index()
+        slot = self.pool.variants[index].slot
+        machine = SnapshotMachine(MachineSpec(
+            profile=self.profile, guest=self.guest, artifacts=artifacts, run_id=self.run_id,
+            test_id=f"fast path {name}", slot=slot, sensor=self.build, network=False), progress=self.say)
+        variant = self.pool.take(machine.name, index)
+        path = "snapshot"
+        restore_s = None
+        try:
+            machine.install_content({name: data})
+            self.point.arm(machine.backend)  # a reset of the restored machine boots past the point
+            machine.backend.prepare_first_boot(machine)
+            size = machine.disk.stat().st_size
+            t_restore = time.monotonic()
+            if size != self.snapshot.disk_bytes:
+                # The guest sized its disk at the point; a bigger file needs a bigger disk: boot it
+                # (not a placeholder, so the init goes straight on).
+                path = "boot"
+                self.say(f"fast path: {name} needs a {size}-byte disk, the snapshot's is "
+                         f"{self.snapshot.disk_bytes} bytes: judged by a boot")
+                machine.boot()
+            else:
+                assert variant.image is not None
+                xml = restore_xml(variant.xml, machine.domain_xml("normal"), self.snapshot.machine_dir,
+                                  machine.artifacts)
+                machine.restore(variant.image, xml, self.snapshot.transcript, self.snapshot.events)
+            restore_s = time.monotonic() - t_restore
+            verdict = machine.wait_verdict()
+            problem = self.point.problem(machine.buffer.text)
+            if problem is not None:
+                raise InfraError(f"{problem} (artifacts: {artifacts})")
+        finally:
+            variant.closing = machine.close(background=True)
+        if path == "boot":
+            verdict.reason += f" (judged by a boot: the file's disk is not the snapshot's size)"
+        if not self.confirm_loop and verdict.verdict == "boot-loop":
+            verdict.reason += f"; {UNCONFIRMED}"
+        machine.write_verdict()
+        self.last = {"path": path, "restore_s": restore_s, "verdict_s": time.monotonic() - start,
+                     "verdict": verdict.verdict, "domain": machine.name, "snapshot": self.snapshot.key[:16],
+                     "confirm_loop": self.confirm_loop}
+        write_json(artifacts / "fastpath.json", self.last)
+        return verdict
+
+    def close(self) -> None:
+        """Wait for the last restored machines to be torn down; remove this judge's image copies."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.pool.drain()
+        finally:
+            self._work.close()
+
+    def __enter__(self) -> SnapshotJudge:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
