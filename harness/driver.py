@@ -11,8 +11,13 @@ what "ready" and "rejected" look like in its own words.
           rejected: 'acme_guard: (?P<file>\\S+): refused: (?P<reason>.*)'   # optional
       acme-win:
         family: windows
-        driver: {inf: dist/acme.inf, sys: dist/acme.sys, service: AcmeGuard,
-                 content_dir: 'C:\\ProgramData\\Acme\\Rules', ready: ...}
+        driver: {inf: dist/acme.inf, sys: dist/acmeguard.sys, service: AcmeGuard,
+                 content_dir: 'C:\\ProgramData\\Acme\\Rules', cert: dist/acme-test.cer,  # cert: optional
+                 ready: 'HARNESS-DRIVER-VALUE AcmeGuard/Parameters/State Status=armed'}
+
+On Windows `inf`, `sys`, `service`, `content_dir` and `ready` are required; `ready` and
+`rejected` match the lines the image's startup task prints for the driver
+(docs/windows-vendor-driver.md); what the INF says is checked by harness/windows/package.py.
 
 A profile without `driver:` runs the sample sensor (drivers/), the default. Every
 error names the file, the key and the fix.

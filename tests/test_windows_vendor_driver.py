@@ -449,7 +449,9 @@ def test_bad_driver_blocks_are_one_line_naming_profile_key_and_fix(
     (ACME_INF.replace("CatalogFile = acmeguard.cat\n", ""),
      r"driver\.inf: \[Version\] of .*acme\.inf names no CatalogFile: .*add CatalogFile = acmeguard\.cat"),
     ("not an inf at all\n", r"not a driver INF pnputil can install: no \[Version\] Signature"),
-], ids=["no-addservice", "pnp-inf", "not-a-driver-service", "other-binary", "no-catalog", "not-an-inf"])
+    (ACME_INF.replace("[Acme.Files]\nacmeguard.sys\n", "[Acme.Files]\nacmeguard.sys\nacmehelper.dll\n"),
+     r"driver\.inf: \[DefaultInstall\.NTamd64\] of .*acme\.inf also copies acmehelper\.dll, which the driver block"),
+], ids=["no-addservice", "pnp-inf", "not-a-driver-service", "other-binary", "no-catalog", "not-an-inf", "more-files"])
 def test_an_inf_that_cannot_install_the_service_is_one_line(
         vendor: Path, capsys: pytest.CaptureFixture[str], inf: str, words: str) -> None:
     (vendor.parent / "dist" / "acme.inf").write_text(inf)
@@ -473,3 +475,21 @@ def test_a_private_key_is_refused_as_the_certificate(vendor: Path, capsys: pytes
     _write_config(vendor, cert="dist/acme-test.key")
     code, err = _image_build(vendor, capsys)
     assert code == 2 and "holds a private key: give the public certificate only" in err and "\n" not in err
+
+
+def test_the_sample_inf_passes_the_same_checks_as_a_vendor_inf(tmp_path: Path) -> None:
+    """drivers/windows/harnessflt.inf (the one the sample image installs) read by inf.py as
+    a vendor's would be: the service, its binary, the catalog and the boot start."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    shutil.copyfile(REPO / "drivers" / "windows" / "harnessflt.inf", dist / "harnessflt.inf")
+    shutil.copyfile(_signed_sys(), dist / "harnessflt.sys")
+    config = tmp_path / "h.yaml"
+    config.write_text("profiles:\n  flt:\n    family: windows\n    image: x.qcow2\n    driver:\n"
+                      "      inf: dist/harnessflt.inf\n      sys: dist/harnessflt.sys\n      service: HARNESSFLT\n"
+                      "      content_dir: 'C:\\Windows\\System32\\drivers\\HarnessSensor'\n"
+                      "      ready: 'HARNESS-DRIVER-VALUE harnessflt/Parameters/State Finished=1'\n")
+    profile = select_profile(config, "flt")
+    package = vendor_package(profile.driver, profile.name)  # type: ignore[arg-type]
+    assert (package.service, package.catalog_name, package.start_type, package.catalog) == \
+        ("harnessflt", "harnessflt.cat", 0, None)  # the INF's spelling of the service wins

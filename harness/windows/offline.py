@@ -19,8 +19,9 @@ the same boot.
 * The Windows volume is the NTFS file system holding \Windows\System32 (found by
   trying each NTFS file system; paths are resolved case-insensitively with
   case-sensitive-path, as Windows itself would).
-* The content directory (default \Windows\System32\drivers\HarnessSensor, the one
-  vm-templates/windows/setup/setup.ps1 creates) is made when missing.
+* The content directory (default \Windows\System32\drivers\HarnessSensor, the sample's;
+  the backend passes a vendor profile's `content_dir`: the image's install-driver.ps1
+  creates either) is made when missing.
 * Each file is uploaded under a temporary name and renamed, then the directory is
   listed back with sizes.
 * The golden image is never written: a read-only file, or one with a golden

@@ -124,6 +124,11 @@ def vendor_package(driver: DriverSpec, profile: str) -> DriverPackage:
     if facts.copied and sys_file.name.lower() not in (c.lower() for c in facts.copied):
         raise ConfigError(f"{_where(profile, 'inf')}: [{facts.install_section}] of {inf} copies "
                           f"{', '.join(facts.copied)}, not {sys_file.name}: add it to its CopyFiles section")
+    others = [c for c in facts.copied if c.lower() != sys_file.name.lower()]
+    if others:  # the package folder holds the INF, the .sys and the catalog only
+        raise ConfigError(f"{_where(profile, 'inf')}: [{facts.install_section}] of {inf} also copies "
+                          f"{', '.join(others)}, which the driver block does not ship: a package of one .sys "
+                          "is what the recipe installs; remove them from its CopyFiles")
     if not facts.catalog:
         raise ConfigError(f"{_where(profile, 'inf')}: [Version] of {inf} names no CatalogFile: pnputil adds only a "
                           f"signed package; add CatalogFile = {sys_file.stem}.cat (setup makes and signs it "
