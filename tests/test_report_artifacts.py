@@ -50,7 +50,9 @@ def test_the_page_of_a_real_run_shows_its_boot_loop_and_links_its_logs(
     assert result.returncode == 0, result.stderr
     page_path = tmp_path / "page" / "index.html"
     assert result.stdout.strip() == f"artifacts report: {page_path}"
-    _page, rows = open_checked(browser, page_path, ROWS, artifacts_dir / "report.png")
+    page, rows = open_checked(browser, page_path, ROWS, artifacts_dir / "report.png")
+    summary = page.evaluate("[...document.querySelectorAll('table.crash-summary tbody tr')].map(tr => tr.innerText)")
+    assert any(verdict.crash.title in line and artifacts_dir.name.split("--")[-1] in line for line in summary)
     (row,) = [r for r in rows if artifacts_dir.name in r["text"]]  # other tests of the run may be listed
     assert row["state"] == "boot-loop" and "boot-loop" in row["text"] and reddish(row["bg"])
     assert verdict.crash.title in row["text"] and "chf_match_criterion" in row["text"]
@@ -84,7 +86,8 @@ def test_a_machine_directory_without_a_verdict_is_listed_never_dropped(tmp_path:
         json.dumps({"t": i, "event": e} | ({"verdict": v, "reason": ""} if v else {})) + "\n"
         for i, (e, v) in enumerate(events)) + "{\"t\": 9, \"ev")  # torn last line: killed mid-write
     page = render_artifacts(tmp_path).read_text()
-    assert page.count("<tr>") == 1 + 3  # the header and the three machine directories
+    runs = page.split('<table class="runs">')[1]
+    assert runs.count("<tr>") == 1 + 3  # the header and the three machine directories
     assert "no verdict" in page and "verdict.json unreadable" in page
     assert "Test run: 3 machines, 1 crashed" in page and "crashed earlier" in page
     assert "safe-mode: recovered (script exited 0)" in page

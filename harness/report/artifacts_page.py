@@ -174,6 +174,23 @@ def _row(m: MachineDir, page_dir: Path) -> list[str]:
             esc(_recovery(v)), esc(v.get("profile") or ""), logs]
 
 
+def _crash_summary(crashed: list[MachineDir], page_dir: Path) -> str:
+    """Each crash title once, with the machines that hit it (as pytest's "crashes seen")."""
+    if not crashed:
+        return "<p>No machine crashed.</p>"
+    groups: dict[str, list[MachineDir]] = {}
+    for m in crashed:
+        crash = (m.verdict or {}).get("crash")
+        title = crash.get("title") if isinstance(crash, dict) else None
+        groups.setdefault(title or "(crashed earlier; the title is in the serial log)", []).append(m)
+    rows = []
+    for title, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        where = "<br>".join(file_link(next((p for _l, p in _serial(m)), None), page_dir, m.test) or esc(m.test)
+                            for m in members)
+        rows.append([esc(title), str(len(members)), where])
+    return table(["Crash", "Machines", "Tests (serial logs)"], rows, num={1}, cls="crash-summary")
+
+
 def artifacts_html(root: Path, machines: list[MachineDir], page_dir: Path) -> str:
     counts = Counter((m.verdict or {}).get("verdict") or "none" for m in machines)
     crashes = [m for m in machines if m.crashed]
@@ -182,6 +199,7 @@ def artifacts_html(root: Path, machines: list[MachineDir], page_dir: Path) -> st
     rows = [_row(m, page_dir) for m in sorted(machines, key=lambda m: m.rel)]
     body = (head + "<h2>Verdicts</h2>" + legend(verdict(n) for n in sorted(counts))
             + count_bars(dict(counts), verdict, "machine")
+            + "<h2>Crashes</h2>" + _crash_summary(crashes, page_dir)
             + "<h2>Tests and machines</h2>"
             + table(["Test / directory", "Verdict", "Reason", "Boots", "Crash", "Recovery", "Profile", "Logs"],
                     rows, cls="runs"))
