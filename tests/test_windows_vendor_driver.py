@@ -218,7 +218,8 @@ def _golden(vendor: Path, stamp: dict[str, object]) -> Path:
     image.write_bytes(b"QFI\xfb" + b"\0" * 508)
     image.chmod(0o444)
     manifest = image.with_name(image.name + ".golden.json")
-    manifest.write_text(json.dumps({"image": str(image), "bytes": 512, "edition": "win10", "sha256": "0" * 64,
+    manifest.write_text(json.dumps({"image": str(image), "bytes": 512, "edition": "win10", "image_index": 1,
+                                    "sha256": "0" * 64,
                                     "sensor": {"build": "vendor"}, "driver": stamp, "install_seconds": 1.0,
                                     "markers": ["HARNESS-IMAGE-READY"]}))
     return image

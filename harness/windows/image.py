@@ -146,13 +146,13 @@ def build_windows_image(req: ImageRequest, progress: Progress = print,
     if req.driver is not None:  # a vendor's driver instead of the sample: checked before anything runs
         package = vendor_package(req.driver, req.profile or "(no name)")
         stamp = package_stamp(package)
-        current = None if req.force else up_to_date(paths, stamp)
+        current = None if req.force else up_to_date(req, paths, stamp)
         if current is not None:
             progress(f"image: {paths.image} is up to date: built with this {package.service} "
                      f"(driver key {str(stamp['key'])[:16]}); --force builds it again")
             return current
         old = manifest_driver(paths.manifest)
-        stale = old is not None and paths.image.exists()
+        stale = old is not None and old.get("kind") == "vendor" and paths.image.exists()
         if stale:
             progress(f"image: {paths.image} is stale (driver key {str(old.get('key', ''))[:16]} was built, "
                      f"the profile's {package.service} is {str(stamp['key'])[:16]}): building it again")

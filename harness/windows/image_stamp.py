@@ -35,15 +35,17 @@ def manifest_driver(manifest: Path) -> dict[str, object] | None:
     return driver if isinstance(driver, dict) else None
 
 
-def up_to_date(paths: BuildPaths, driver: dict[str, object]) -> GoldenImage | None:
+def up_to_date(req: ImageRequest, paths: BuildPaths, driver: dict[str, object]) -> GoldenImage | None:
     """The golden image at `paths` when it exists and was built with exactly this driver
-    (the same stamp key), else None."""
+    (the same stamp key), edition and image index, else None."""
     if not paths.image.is_file():
         return None
     stamped = manifest_driver(paths.manifest)
     if stamped is None or stamped.get("key") != driver.get("key"):
         return None
     data = json.loads(paths.manifest.read_text())
+    if data.get("edition") != req.edition or data.get("image_index", req.image_index) != req.image_index:
+        return None
     return GoldenImage(paths.image, paths.manifest, str(data.get("sha256", "")),
                        float(data.get("install_seconds", 0.0)), list(data.get("markers", [])))
 
