@@ -64,6 +64,7 @@ class Rollout:
     halt_reason: str | None
     blast_radius: int | None
     unstaged_blast_radius: int | None
+    unstaged_method: str | None  # estimated (from the rings' machines per profile) or measured
     seconds_to_halt: float | None
     halt_latency: float | None  # from the halting signal to the halt (halt_signal.latency_s)
     seconds_to_healthy_fleet: float | None
@@ -135,13 +136,15 @@ def load_rollout(report_dir: Path) -> Rollout:
     if not all(isinstance(r, int) and not isinstance(r, bool) for r in rings):
         raise top.error("rings", "a list of ring sizes (integers)", rings)
     content = top.get("content", list) or []
+    unstaged = top.get("unstaged", dict)
+    method = Fields(unstaged, path, "unstaged", FIX).get("method", str) if unstaged else None
     signal = top.get("halt_signal", dict)
     latency = Fields(signal, path, "halt_signal", FIX).get("latency_s", float) if signal else None
     return Rollout(
         path=path, fleet=top.get("fleet", int) or len(machines), rings=rings,
         halted=bool(top.get("halted", bool)), halted_ring=top.get("halted_ring", int),
         halt_reason=top.get("halt_reason", str), blast_radius=top.get("blast_radius", int),
-        unstaged_blast_radius=top.get("unstaged_blast_radius", int),
+        unstaged_blast_radius=top.get("unstaged_blast_radius", int), unstaged_method=method,
         seconds_to_halt=top.get("seconds_to_halt", float), halt_latency=latency,
         seconds_to_healthy_fleet=top.get("seconds_to_healthy_fleet", float),
         healthy_at_end=top.get("healthy_at_end", int), interrupted=bool(top.get("interrupted", bool)),

@@ -100,15 +100,18 @@ def _blast(r: Rollout) -> str:
     scale = max(r.fleet, r.blast_radius or 0, r.unstaged_blast_radius or 0, 1)
     rows = []
     crashed = STATES["crashed"]
+    how = {"estimated": ", estimated", "measured": ", measured"}.get(r.unstaged_method or "", "")
     for cls, label, value in (("staged", "Staged rollout (this run)", r.blast_radius),
-                              ("unstaged", "Unstaged push (all at once)", r.unstaged_blast_radius)):
+                              ("unstaged", f"Unstaged push (all at once{how})", r.unstaged_blast_radius)):
         if value is None:
             bar = '<span style="padding:0 6px">not measured</span>'
         else:
             bar = draw_bar(100.0 * value / scale, crashed, f"{value} of {r.fleet} machines crashed")
         rows.append(f'<div class="bar-row" data-blast="{cls}" data-value="{esc(value)}">'
                     f'<div class="bar-label">{label}</div><div class="bar-track">{bar}</div></div>')
-    return f'<div class="bars" id="blast">{"".join(rows)}</div>'
+    note = ("<p>The unstaged figure applies what the content did to each profile in the rings it reached "
+            "to the whole fleet's count of that profile.</p>" if r.unstaged_method == "estimated" else "")
+    return f'<div class="bars" id="blast">{"".join(rows)}</div>{note}'
 
 
 def _crashes(r: Rollout, page_dir: Path) -> str:
