@@ -71,19 +71,14 @@ class Browser:
         cmd_r, cmd_w = os.pipe()  # we write commands, Chromium reads them on fd 3
         ev_r, ev_w = os.pipe()    # Chromium writes on fd 4, we read
 
-        def wire_fds() -> None:
-            # Out of the way first (either may already be fd 3 or 4), then onto 3 and 4, which
-            # pass_fds keeps open through the close of every other descriptor.
-            high_r, high_w = os.dup(cmd_r), os.dup(ev_w)
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
-
+        # bash puts the pipe's ends on fds 3 and 4 and execs Chromium (no preexec_fn: Python code
+        # between fork and exec can deadlock while other threads, e.g. VM teardowns, hold locks).
+        wire = f'exec "$@" 3<&{cmd_r} 4>&{ev_w} {cmd_r}<&- {ev_w}>&-'
         log = open(profile / "chromium.log", "wb")
         proc = subprocess.Popen(
-            [binary, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}",
-             f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(3, 4),
-            preexec_fn=wire_fds)  # noqa: PLW1509 - only dup2 runs between fork and exec
+            ["bash", "-c", wire, "chromium", binary, *FLAGS, "--remote-debugging-pipe",
+             f"--user-data-dir={profile}", f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(cmd_r, ev_w))
         log.close()
         os.close(cmd_r)
         os.close(ev_w)
