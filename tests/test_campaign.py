@@ -196,7 +196,7 @@ def test_a_seeded_campaign_judges_groups_replays_and_minimises(tmp_path: Path) -
     """The 'What will be checked' story at 6 files: every file judged, the host right about each,
     a crash whose reproducer replays to the same title and whose minimised file still crashes."""
     out = tmp_path / "campaign"
-    faults = "cf291-field21,well-formed,truncated,bad-crc,random,bytes-splice"
+    faults = "cf291-field21,well-formed,truncated,bad-crc,cf291-wildcard,bytes-flip"
     summary = campaign_json("--seed", "291", "--files", "6", "--faults", faults, "--workers", "2", "--out", out)
     assert summary["files"] == 6 and summary["planned"] == 6 and summary["complete"]
     assert sorted(log_indices(out)) == [1, 2, 3, 4, 5, 6]
@@ -228,7 +228,7 @@ def test_a_seeded_campaign_judges_groups_replays_and_minimises(tmp_path: Path) -
 @pytest.mark.vm
 def test_ctrl_c_stops_cleanly_and_the_rerun_judges_each_file_once(tmp_path: Path) -> None:
     out = tmp_path / "campaign"
-    args = ["--seed", "4242", "--files", "4", "--faults", "well-formed,cf291-field21,bad-magic,zeroed",
+    args = ["--seed", "4242", "--files", "3", "--faults", "well-formed,bad-magic,zeroed",  # one boot each
             "--out", str(out), "--path", "boot"]
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "campaign", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -242,15 +242,15 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_judges_each_file_once(tmp_path: Path
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "continue with the same command" in err
     before = log_indices(out)
-    assert 1 <= len(before) < 4
+    assert 1 <= len(before) < 3
     files_before = {p.name: p.read_bytes() for p in (out / "files").iterdir()}
     summary = campaign_json(*args)
     after = log_indices(out)
-    assert sorted(after) == [1, 2, 3, 4] and after[:len(before)] == before
-    assert summary["files"] == 4 and summary["judged_this_run"] == 4 - len(before)
+    assert sorted(after) == [1, 2, 3] and after[:len(before)] == before
+    assert summary["files"] == 3 and summary["judged_this_run"] == 3 - len(before)
     for name, data in files_before.items():  # the same seed planned the same files again
         assert (out / "files" / name).read_bytes() == data
     # Ctrl-C closed its machines: none of the campaign's domains is left running.
     virsh = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"], capture_output=True, text=True)
     domains = {p.read_text().strip() for p in (out / "runs").rglob("domain.txt")}
-    assert len(domains) >= 4 and not domains & set(virsh.stdout.split())
+    assert len(domains) >= 3 and not domains & set(virsh.stdout.split())
