@@ -40,6 +40,7 @@ bench: setup
 	$(PYTHON) bench/vm_reset.py
 	$(PYTHON) bench/recovery.py
 	$(PYTHON) bench/throughput.py
+	$(PYTHON) bench/rollout.py
 
 fixtures: setup
 	$(PYTHON) -m harness.cli content fixtures

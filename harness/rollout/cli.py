@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,11 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 def cmd_rollout(args: argparse.Namespace) -> int:
     from .session import RolloutRequest, run_rollout
 
+    # Ctrl-C (also when started with SIGINT ignored, as a background job) and SIGTERM (a CI job
+    # cancelled) stop the rollout the same way: machines destroyed, the partial result written.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+
     for name in ("bake_boots", "max_boots"):
         if getattr(args, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)}; give 0 or more")
@@ -71,6 +77,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     else:
         _summary(result, outcome.page)
     return 3 if outcome.infra_failure else 0
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _summary(result: dict[str, Any], page: Path | None) -> None:

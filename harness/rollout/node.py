@@ -41,6 +41,7 @@ class NodeContext:
     boots: threading.Semaphore  # boots running at once (bake reboots share the cores)
     say: Callable[[str], None]
     slot_prefix: str = ""  # keeps domain names apart when one run id holds several rollouts
+    before_delivery: Callable[[RecoverableMachine], None] | None = None  # a test's fault, on the real machine
 
 
 class Node:
@@ -117,6 +118,8 @@ class Node:
         never a crash. `gate` is asked before each attempt: after a halt it says no."""
         machine = self.machine
         assert machine is not None
+        if self.ctx.before_delivery is not None:
+            self.ctx.before_delivery(machine)
         for _attempt in (1, 2):
             t = gate()
             if t is None:

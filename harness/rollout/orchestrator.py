@@ -47,6 +47,7 @@ class RolloutPlan:
     measure_unstaged: bool = False
     max_boots: int = 4  # boots at once (2 cores: more only slows each one down)
     slot_prefix: str = ""  # before each machine's name in its domain name
+    before_delivery: Callable[[Any], None] | None = None  # a test's fault on each machine, before its delivery
 
 
 @dataclass
@@ -153,7 +154,7 @@ class Rollout:
         for name, profile in plan.profiles.items():
             guest, sensor = family_plugin(profile.family).prepare(profile, None, self.say)
             contexts[name] = NodeContext(guest, sensor, plan.run_id, plan.run_dir, plan.content, self.log, boots,
-                                         self._machine_say, plan.slot_prefix)
+                                         self._machine_say, plan.slot_prefix, plan.before_delivery)
         return contexts
 
     def _machine_say(self, message: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..artifacts import default_root, new_run_id, write_atomic
 from ..errors import ConfigError, HarnessError
@@ -38,6 +38,7 @@ class RolloutRequest:
     quiet: bool = False
     run_id: str | None = None
     run_dir: Path | None = None  # default: <artifacts root>/<run id>
+    before_delivery: Callable[[Any], None] | None = None  # tests: a real fault put on a machine first
 
 
 @dataclass
@@ -84,7 +85,8 @@ def plan_rollout(request: RolloutRequest) -> RolloutPlan:
                        run_id=run_id, run_dir=run_dir, bake_boots=request.bake_boots, bake_s=request.bake_s,
                        halt_on=parse_halt_on(request.halt_on), recover=request.recover,
                        measure_unstaged=request.measure_unstaged, max_boots=max(1, request.max_boots),
-                       slot_prefix="" if request.run_id is None else f"{secrets.token_hex(2)}-")
+                       slot_prefix="" if request.run_id is None else f"{secrets.token_hex(2)}-",
+                       before_delivery=request.before_delivery)
 
 
 def run_rollout(request: RolloutRequest) -> RolloutOutcome:
