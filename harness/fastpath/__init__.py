@@ -11,6 +11,6 @@ false`, a remote libvirt), or None.
 
 from __future__ import annotations
 
-from .judge import UNCONFIRMED, SnapshotJudge, fast_path_refusal
+from .judge import UNCONFIRMED, SnapshotJudge, fast_path_refusal, supports
 
-__all__ = ["SnapshotJudge", "UNCONFIRMED", "fast_path_refusal"]
+__all__ = ["SnapshotJudge", "UNCONFIRMED", "fast_path_refusal", "supports"]

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import new_run_id, write_json
+from ..artifacts import new_run_id, write_atomic, write_json
 from ..config import Profile
 from ..errors import ConfigError, InfraError
 from ..monitor.verdict import Verdict
@@ -33,6 +34,11 @@ from .variants import VariantPool
 Progress = Callable[[str], None]
 UNCONFIRMED = ("the first crash ended the judgement: the boot loop was not confirmed by reboots "
                "(confirm_loop=False)")
+
+
+def supports(profile: Profile) -> bool:
+    """Whether `profile` can use the fast path (harness.campaign.path_choice asks)."""
+    return fast_path_refusal(profile) is None
 
 
 def fast_path_refusal(profile: Profile) -> str | None:
@@ -69,6 +75,8 @@ class SnapshotJudge:
         self.pool = VariantPool(self.snapshot.image, work, f"fp{secrets.token_hex(2)}")
         self.last: dict[str, Any] = {}  # timings of the last file (bench/campaign.py)
         self.closed = False
+        self._lock = threading.Lock()
+        self._live: SnapshotMachine | None = None  # the machine of the file being judged
 
     def judge(self, name: str, data: bytes, artifacts: Path) -> Verdict:
         """The verdict on `data` placed as content file `name`; artifacts (serial.log, events.jsonl,
@@ -95,11 +103,17 @@ class SnapshotJudge:
         machine = SnapshotMachine(MachineSpec(
             profile=self.profile, guest=self.guest, artifacts=artifacts, run_id=self.run_id,
             test_id=f"fast path {name}", slot=slot, sensor=self.build, network=False), progress=self.say)
-        variant = self.pool.take(machine.name, index)
+        write_atomic(artifacts / "domain.txt", machine.name + "\n")  # as BootJudge: named before it exists
+        with self._lock:
+            if self.closed:
+                raise InfraError(f"the judge was closed while judging {name} (artifacts: {artifacts})")
+            self._live = machine
         path = "snapshot"
         restore_s = None
+        variant = self.pool.variants[index]
         try:
-            machine.install_content({name: data})
+            variant = self.pool.take(machine.name, index)
+            machine.install_content({name: data}, bad_update=True)
             self.point.arm(machine.backend)  # a reset of the restored machine boots past the point
             machine.backend.prepare_first_boot(machine)
             size = machine.disk.stat().st_size
@@ -122,7 +136,9 @@ class SnapshotJudge:
             if problem is not None:
                 raise InfraError(f"{problem} (artifacts: {artifacts})")
         finally:
-            variant.closing = machine.close(background=True)
+            with self._lock:
+                self._live = None
+            variant.closing = machine.closed or machine.close(background=True)
         if path == "boot":
             verdict.reason += f" (judged by a boot: the file's disk is not the snapshot's size)"
         if not self.confirm_loop and verdict.verdict == "boot-loop":
@@ -135,10 +151,15 @@ class SnapshotJudge:
         return verdict
 
     def close(self) -> None:
-        """Wait for the last restored machines to be torn down; remove this judge's image copies."""
-        if self.closed:
-            return
-        self.closed = True
+        """Close the machine of a file being judged (Ctrl-C from another thread), wait for the
+        last restored machines to be torn down, remove this judge's image copies (idempotent)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            live, self._live = self._live, None
+        if live is not None:  # its QEMU keeps the image copy it restored from open: removing it is safe
+            live.close(background=True)
         try:
             self.pool.drain()
         finally:
