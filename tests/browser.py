@@ -241,7 +241,7 @@ def link_target(href: str) -> Path:
 
 def open_checked(browser: Browser, path: Path, expression: str, shot: Path) -> tuple[Page, Any]:
     """Open `path`, take `expression`'s value and a screenshot to `shot`, and check that the page
-    is self-contained (no request but the page, nothing on the console) and that every link
+    is self-contained (no request but the page, nothing on the console, no script) and that every link
     resolves to an existing file or directory."""
     page = browser.open(path)
     state = page.evaluate(expression)
@@ -252,6 +252,8 @@ def open_checked(browser: Browser, path: Path, expression: str, shot: Path) -> t
         raise AssertionError(f"{path}: the page fetched more than itself: {page.requests}")
     if page.console:
         raise AssertionError(f"{path}: console output: {page.console}")
+    if page.evaluate("document.scripts.length"):
+        raise AssertionError(f"{path}: the page has a script: it must read the same without one")
     dead = [href for href in page.evaluate(LINKS) if not link_target(href).exists()]
     if dead:
         raise AssertionError(f"{path}: links to missing files: {dead}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness.cli import main
 from harness.paths import FIXTURES
 from harness.report import render_campaign
 
@@ -112,16 +113,25 @@ def test_a_missing_crash_file_is_said_in_words_never_a_dead_link(tmp_path: Path)
     (lambda d: (d / "campaign.json").write_text("{\"files\": 3,"), "campaign.json: not JSON (line 1"),
 ])
 def test_bad_input_is_one_line_naming_the_directory_or_the_field_and_exit_2(
-        tmp_path: Path, setup: Any, expected: str) -> None:
+        tmp_path: Path, setup: Any, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "report"
     target.mkdir()
     setup(target)
-    result = run_harness("report", target)
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"harness: error: {target}"), result.stderr
+    assert main(["report", str(target)]) == 2  # the CLI's own entry point, in this process
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"harness: error: {target}"), err
     assert expected in lines[0], lines[0]
     assert not (target / "index.html").exists()
+
+
+def test_the_command_exits_2_on_bad_input_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "rollout.json").write_text("{\"machines\": 3}")
+    result = run_harness("report", tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == (f"harness: error: {tmp_path / 'rollout.json'}: field machines must be a "
+                                     "list, got 3: write it with harness rollout --report DIR (docs/report.md "
+                                     "lists the fields)")
 
 
 def test_the_browser_check_sees_a_page_that_fetches_anything_or_links_nowhere(

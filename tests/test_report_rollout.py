@@ -152,7 +152,8 @@ def test_a_halted_rollout_shows_the_canary_crash_in_ring_0_and_nothing_delivered
 
     text = s["text"]
     for words in ("Halted at ring 0", CF291_TITLE, "1 of 8 machines crashed", "6 of 8 machines crashed",
-                  "1.2 s after the first delivery, 0.10 s after the halting signal", "21.0 s after the first delivery", "8 of 8",
+                  "1.2 s after the first delivery, 0.10 s after the halting signal",
+                  "21.0 s after the first delivery", "8 of 8",
                   "Delivered past the halting ring\nnone"):
         assert words in text, words
 
