@@ -4,6 +4,7 @@ files' guest names, the blast radius arithmetic, and bad input (one line, exit 2
 from __future__ import annotations
 
 import collections
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ from harness.rollout.fleet import (
     parse_fleet_spec,
     parse_rings,
 )
-from harness.rollout.record import Delivery, MachineRecord
+from harness.rollout.progress import LiveProgress
+from harness.rollout.record import Delivery, MachineRecord, RolloutLog
 
 REPO = Path(__file__).resolve().parents[1]
 CF291 = REPO / "fixtures" / "content" / "cf291-field21.sys"
@@ -164,3 +166,40 @@ def test_bad_input_is_one_line_and_exit_2_before_any_machine(args: list[str], me
     assert proc.stderr.startswith("harness: error: ") and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing was started
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _log_with(machines: list[tuple[str, int]]) -> RolloutLog:
+    log = RolloutLog()
+    for name, ring in machines:
+        log.add(MachineRecord(name, name.split("-")[0], ring))
+    return log
+
+
+def test_progress_on_a_terminal_is_one_live_line_per_ring_redrawn_in_place() -> None:
+    log = _log_with([("vuln-0", 0), ("hard-0", 0), ("vuln-1", 1)])
+    out = _Terminal()
+    progress = LiveProgress(log, [2, 1], out)
+    log.on_change = progress.changed
+    log.state("vuln-0", "crashed", "crash at boot 1")
+    progress.message("HALT at ring 0")
+    text = out.getvalue()
+    assert "\x1b[3F\x1b[J" in text  # the block (header and 2 rings) erased before it is drawn again
+    last = text.split("\x1b[J")[-1].splitlines()
+    assert last[0] == "harness: rollout: HALT at ring 0"
+    assert last[2] == "  ring 0 [2] vuln-0:CRASH  hard-0:boot" and last[3] == "  ring 1 [1] vuln-1:boot"
+
+
+def test_progress_in_a_log_is_one_line_per_state_change() -> None:
+    log = _log_with([("vuln-0", 0)])
+    out = io.StringIO()
+    log.on_change = LiveProgress(log, [1], out).changed
+    log.state("vuln-0", "booting", "baseline boot")
+    log.state("vuln-0", "healthy", "baseline: boot complete")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "ring 0  vuln-0     healthy     baseline: boot complete" in lines[1]
+    assert [e["state"] for e in log.sorted_timeline()] == ["booting", "healthy"]
