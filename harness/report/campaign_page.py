@@ -69,9 +69,40 @@ def _cell(c: Campaign, report_dir: Path, page_dir: Path, key: str, value: Any) -
     return esc(value)
 
 
+def _predicted(d: dict[str, Any]) -> str:
+    """Each tier's expected verdict (and crash function); the tiers that disagree in bold."""
+    lines = []
+    tiers = d.get("tiers") if isinstance(d.get("tiers"), list) else []
+    for tier, p in (d.get("predicted") or {}).items():
+        p = p if isinstance(p, dict) else {"expected": p}
+        words = f"{tier}: " + badge(verdict(p.get("expected") or "none"), p.get("expected") or "no verdict")
+        if p.get("function"):
+            words += f" in <code>{esc(p['function'])}</code>"
+        lines.append(f"<b>{words}</b>" if tier in tiers else words)
+    return "<br>".join(lines) or "none"
+
+
+def _structured_row(c: Campaign, report_dir: Path, page_dir: Path, d: dict[str, Any]) -> list[str]:
+    """A disagreement as `harness campaign` writes it: file, predicted (per tier), vm, logs."""
+    vm = d["vm"]
+    crash = vm.get("crash") if isinstance(vm.get("crash"), dict) else None
+    machine = badge(verdict(vm.get("verdict")), vm.get("verdict") or "no verdict") + (
+        f"<br>{esc(vm.get('reason'))}" if vm.get("reason") else "") + (
+        f"<br>{esc(crash.get('title'))}" if crash else "")
+    name = d.get("name") or d.get("file") or "?"
+    origin = f"<br><small>{esc(d['origin'])}</small>" if d.get("origin") else ""
+    logs = "<br>".join(x for x in (file_link(_path(c, report_dir, d.get("serial_log")), page_dir, "serial log"),
+                                   file_link(_path(c, report_dir, d.get("artifacts")), page_dir, "artifacts")) if x)
+    return [(file_link(_path(c, report_dir, d.get("file")), page_dir, str(name)) or esc(name)) + origin,
+            _predicted(d), machine, logs or "none"]
+
+
 def _disagreements(c: Campaign, report_dir: Path, page_dir: Path) -> str:
     if not c.disagreements:
         return "<p>None: the host's prediction and the machine agreed on every file.</p>"
+    if all(isinstance(d.obj.get("vm"), dict) for d in c.disagreements):
+        rows = [_structured_row(c, report_dir, page_dir, d.obj) for d in c.disagreements]
+        return table(["File", "Predicted (disagreeing tiers in bold)", "Machine", "Logs"], rows, cls="disagreements")
     keys: list[str] = []
     for d in c.disagreements:
         keys += [k for k in d.obj if k not in keys]
@@ -93,12 +124,13 @@ def campaign_html(c: Campaign, report_dir: Path, page_dir: Path) -> str:
         rows.append([esc(o.get("title")), f"<code>{esc(o.get('function') or 'n/a')}</code>",
                      esc(o.get("count") if o.get("count") is not None else "n/a"),
                      file_link(_path(c, report_dir, o.get("reproducer")), page_dir, "reproducer") or "none",
-                     file_link(_path(c, report_dir, o.get("minimized")), page_dir, "minimized") or "none",
+                     file_link(_path(c, report_dir, o.get("minimized")), page_dir, "minimized")
+                     or esc("none" + (f": {o['minimized_note']}" if o.get("minimized_note") else "")),
                      file_link(_path(c, report_dir, o.get("serial_log")), page_dir, "serial log") or "none",
                      f"<code>{esc(rerun)}</code>" if rerun else ""])
     crashes = (table(["Crash", "Function", "Files", "Reproducer", "Minimized", "Log", "Rerun"], rows, num={2},
                      cls="crashes") if rows else "<p>No crash.</p>")
-    body = (head + "<h2>Verdicts</h2>" + legend(verdict(n) for n in sorted(c.verdicts))
+    body = (head + "<h2>Verdicts</h2>" + legend(verdict(n) for n in sorted(c.verdicts) if c.verdicts[n])
             + count_bars(c.verdicts, verdict, "file") + "<h2>Unique crashes</h2>" + crashes
             + "<h2>Disagreements (prediction against machine)</h2>" + _disagreements(c, report_dir, page_dir))
     return page(f"Campaign: {c.files} files, {len(c.crashes)} unique crashes", esc(c.path), body)

@@ -128,14 +128,16 @@ def bar(width: float, swatch: Swatch, label: str) -> str:
 
 
 def count_bars(counts: dict[str, int], swatch_of: Callable[[str], Swatch], what: str) -> str:
-    """One horizontal bar per key (e.g. per verdict), its length the count's share of the total,
-    the count written beside it."""
+    """One horizontal bar per key with a count (e.g. per verdict), its length the count's share of
+    the total, the count written beside it; keys counted 0 are left out."""
     total = sum(counts.values()) or 1
     rows = []
     for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if not count:
+            continue
         sw = swatch_of(name)
         label = f"{count} {what}" + ("" if count == 1 else "s")
         rows.append(f'<div class="bar-row" data-key="{esc(name)}" data-value="{count}">'
                     f'<div class="bar-label">{badge(sw, name)}</div><div class="bar-track">'
                     f'{bar(100.0 * count / total, sw, label)}</div></div>')
-    return f'<div class="bars">{"".join(rows)}</div>'
+    return f'<div class="bars">{"".join(rows)}</div>' if rows else f"<p>No {esc(what)}s.</p>"
