@@ -254,3 +254,19 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_judges_each_file_once(tmp_path: Path
     virsh = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"], capture_output=True, text=True)
     domains = {p.read_text().strip() for p in (out / "runs").rglob("domain.txt")}
     assert len(domains) >= 3 and not domains & set(virsh.stdout.split())
+
+
+def test_the_default_path_is_fast_where_the_snapshot_path_supports_the_profile() -> None:
+    import dataclasses
+
+    from harness.campaign.path_choice import choose_path
+    from harness.config import Profile
+
+    fastpath = pytest.importorskip("harness.fastpath")
+    profile = Profile()
+    assert choose_path(None, profile) == ("fast" if fastpath.supports(profile) else "boot")
+    assert choose_path("boot", profile) == "boot"
+    booting = dataclasses.replace(profile, fast_path=False)
+    assert choose_path(None, booting) == "boot"
+    with pytest.raises(InputFileError, match="--path fast: profile linux-ref: fast_path is false.*use --path boot"):
+        choose_path("fast", booting)

@@ -23,7 +23,7 @@ def _fastpath() -> Any | None:
     try:
         return importlib.import_module("harness.fastpath")
     except ImportError:
-        return None
+        return None  # not installed: the boot path
 
 
 def _fast_supports(module: Any, profile: Profile) -> bool:
@@ -41,8 +41,9 @@ def choose_path(asked: str | None, profile: Profile) -> str:
             raise InputFileError("--path fast: the snapshot fast path (harness.fastpath) is not installed "
                                  "in this harness; use --path boot")
         if not _fast_supports(module, profile):
-            raise InputFileError(f"--path fast: the fast path does not support the {profile.family} family of "
-                                 f"profile {profile.name!r}; use --path boot")
+            refusal = getattr(module, "fast_path_refusal", lambda _p: None)(profile) or (
+                f"the fast path does not support the {profile.family} family of profile {profile.name!r}")
+            raise InputFileError(f"--path fast: {refusal}; use --path boot")
         return "fast"
     if module is not None and hasattr(module, "SnapshotJudge") and _fast_supports(module, profile):
         return "fast"
