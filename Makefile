@@ -41,6 +41,7 @@ bench: setup
 	$(PYTHON) bench/recovery.py
 	$(PYTHON) bench/throughput.py
 	$(PYTHON) bench/rollout.py
+	$(PYTHON) bench/campaign.py
 
 fixtures: setup
 	$(PYTHON) -m harness.cli content fixtures

@@ -73,10 +73,15 @@ class SnapshotJudge:
         work = self._work.enter_context(work_dir(self.snapshot.entry))
         self.run_id = new_run_id()
         self.pool = VariantPool(self.snapshot.image, work, f"fp{secrets.token_hex(2)}")
+        for index, variant in enumerate(self.pool.variants):  # copied now, not on a file's time
+            self.pool.take(self._domain_name(variant.slot), index)
         self.last: dict[str, Any] = {}  # timings of the last file (bench/campaign.py)
         self.closed = False
         self._lock = threading.Lock()
         self._live: SnapshotMachine | None = None  # the machine of the file being judged
+
+    def _domain_name(self, slot: str) -> str:
+        return f"{self.profile.name_prefix}-{self.run_id}-{slot}"  # as Machine names it
 
     def judge(self, name: str, data: bytes, artifacts: Path) -> Verdict:
         """The verdict on `data` placed as content file `name`; artifacts (serial.log, events.jsonl,

@@ -25,6 +25,7 @@ class Variant:
     index: int
     slot: str  # the Machine slot, hence the domain name's tail
     image: Path | None = None
+    name: str = ""  # the domain name in its image
     xml: str = ""
     closing: Future[None] | None = None  # the background teardown of its last machine
 
@@ -45,7 +46,10 @@ class VariantPool:
             except Exception:  # a teardown that failed: its domain is removed by name below
                 pass
             variant.closing = None
+        if variant.image is not None and variant.name != domain_name:
+            raise InfraError(f"{variant.image} restores as {variant.name}, not {domain_name}")
         if variant.image is None:
+            variant.name = domain_name
             variant.xml = renamed_xml(self.base.xml, domain_name)
             variant.image = write_variant(self.base, self.work / f"{variant.index}.save", variant.xml)
         return variant
