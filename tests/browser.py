@@ -18,6 +18,7 @@ fails under CI=true (harness.testing.skip_or_fail).
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import re
@@ -53,6 +54,13 @@ def chromium_path() -> str:
     return path
 
 
+def _above_4(fd: int) -> int:
+    """`fd` moved to a number of 10 or more (close-on-exec, as os.pipe's), the old one closed."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
 class Browser:
     """One Chromium process and its DevTools pipe."""
 
@@ -70,6 +78,7 @@ class Browser:
         profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=workdir))
         cmd_r, cmd_w = os.pipe()  # we write commands, Chromium reads them on fd 3
         ev_r, ev_w = os.pipe()    # Chromium writes on fd 4, we read
+        cmd_r, ev_w = _above_4(cmd_r), _above_4(ev_w)  # else "3<&3 3<&-" would close what it wired
 
         # bash puts the pipe's ends on fds 3 and 4 and execs Chromium (no preexec_fn: Python code
         # between fork and exec can deadlock while other threads, e.g. VM teardowns, hold locks).

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,8 @@ from harness.cli import main
 from harness.paths import FIXTURES
 from harness.report import render_campaign
 
-from .browser import Browser, link_target, open_checked, reddish
-from .conftest import run_harness
+from .browser import Browser, chromium_path, link_target, open_checked, reddish
+from .conftest import REPO, run_harness
 
 CRASH_LOG = FIXTURES / "logs" / "linux" / "cf291-field21-bootloop.log"
 CF291_TITLE = "BUG: unable to handle page fault in chf_match_criterion"
@@ -160,3 +162,15 @@ def test_the_browser_check_sees_a_page_that_fetches_anything_or_links_nowhere(
     dead.write_text('<!DOCTYPE html><html><body><a href="nowhere/serial.log">log</a></body></html>')
     with pytest.raises(AssertionError, match="links to missing files: .*nowhere/serial.log"):
         open_checked(browser, dead, "1", tmp_path / "dead.png")
+
+
+def test_the_browser_starts_from_a_bare_process_whose_pipes_take_fds_3_and_4(tmp_path: Path) -> None:
+    """In a fresh interpreter os.pipe() returns fds 3 and 4 themselves: the wiring must still
+    hand Chromium its pipe (a bug seen outside pytest, where more files are open)."""
+    chromium_path()
+    code = ("import os, sys; from pathlib import Path; from tests.browser import Browser; "
+            "r, w = os.pipe(); os.close(r); os.close(w); assert (r, w) == (3, 4), (r, w); "
+            f"b = Browser.start(Path({str(tmp_path)!r})); browser = b.__enter__(); "
+            "print(browser.call('Browser.getVersion')['product']); b.__exit__(None, None, None)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("Chrome/"), result.stderr[-2000:]
