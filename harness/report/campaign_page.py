@@ -114,7 +114,7 @@ def campaign_html(c: Campaign, report_dir: Path, page_dir: Path) -> str:
     rate = "n/a" if c.files_per_min is None else f"{c.files_per_min:.1f}"
     crashed = sum(int(cr.obj.get("count") or 0) for cr in c.crashes)
     head = facts([("Files judged", str(c.files)), ("Files per minute", rate),
-                  ("Unique crashes", f"{len(c.crashes)} ({crashed} crashing files)"),
+                  ("Unique crashes", f"{len(c.crashes)} ({crashed} crashing file{'' if crashed == 1 else 's'})"),
                   ("Disagreements", str(len(c.disagreements))),
                   ("Out", file_link(c.out, page_dir, str(c.out)) if c.out else "n/a")])
     rows = []
@@ -133,4 +133,5 @@ def campaign_html(c: Campaign, report_dir: Path, page_dir: Path) -> str:
     body = (head + "<h2>Verdicts</h2>" + legend(verdict(n) for n in sorted(c.verdicts) if c.verdicts[n])
             + count_bars(c.verdicts, verdict, "file") + "<h2>Unique crashes</h2>" + crashes
             + "<h2>Disagreements (prediction against machine)</h2>" + _disagreements(c, report_dir, page_dir))
-    return page(f"Campaign: {c.files} files, {len(c.crashes)} unique crashes", esc(c.path), body)
+    unique = f"{len(c.crashes)} unique crash" + ("" if len(c.crashes) == 1 else "es")
+    return page(f"Campaign: {c.files} file{'' if c.files == 1 else 's'}, {unique}", esc(c.path), body)
