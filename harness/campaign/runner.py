@@ -120,7 +120,7 @@ class Campaign:
             self._judged_now += 1
             done = len(self._judged) + self._judged_now
         total = self.limits.files if self.limits.files is not None else "?"
-        host = prediction.get("host", {}).get("expected", "no prediction")
+        host = prediction.get("host", {}).get("expected", "nothing (no host build)")
         self.say(f"[{done}/{total}] {planned.stored}: {verdict.verdict}"
                  + (f" ({crash.title})" if crash else "") + f", predicted {host}, {seconds:.1f} s"
                  + (f"; DISAGREES with {', '.join(disagree)}" if disagree else ""))
