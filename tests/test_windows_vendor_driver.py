@@ -327,11 +327,14 @@ def _lines_the_guest_prints(values: list[tuple[str, str, str | list[str]]], stat
 
 def test_the_ready_and_rejected_regexes_judge_the_lines_the_boot_marker_prints(vendor: Path) -> None:
     driver = select_profile(vendor, "acme-win").driver
-    installed = [("AcmeGuard", "ImagePath", r"\SystemRoot\System32\DriverStore\FileRepository\acme.inf_amd64\acmeguard.sys"),
-                 ("AcmeGuard", "Start", "0"), ("AcmeGuard/Parameters/Instances", "DefaultInstance", "AcmeGuard Instance")]
+    image_path = r"\SystemRoot\System32\DriverStore\FileRepository\acme.inf_amd64\acmeguard.sys"
+    installed: list[tuple[str, str, str | list[str]]] = [
+        ("AcmeGuard", "ImagePath", image_path), ("AcmeGuard", "Start", "0"),
+        ("AcmeGuard/Parameters/Instances", "DefaultInstance", "AcmeGuard Instance")]
     good = _lines_the_guest_prints(installed + [("AcmeGuard/Parameters/State", "Loaded", ["rules-1.bin", "rules-2.bin"]),
                                                 ("AcmeGuard/Parameters/State", "Status", "armed")])
-    assert good[0] == "HARNESS-DRIVER-STATE service=AcmeGuard state=RUNNING start=boot win32_exit=0 service_exit=0 source=sc"
+    assert good[0] == ("HARNESS-DRIVER-STATE service=AcmeGuard state=RUNNING start=boot win32_exit=0 service_exit=0 "
+                       "source=sc")
     assert good[1] == "HARNESS-DRIVER-FILTER service=AcmeGuard listed=yes instances=2 altitude=385201 source=fltmc"
     assert "HARNESS-DRIVER-VALUE AcmeGuard/Parameters/State Loaded[1]=rules-2.bin" in good
     assert good[-1] == "HARNESS-DRIVER-DONE service=AcmeGuard state=RUNNING values=5 files=3 event=boot"
@@ -439,7 +442,8 @@ def test_bad_driver_blocks_are_one_line_naming_profile_key_and_fix(
 
 @pytest.mark.parametrize("inf, words", [
     (ACME_INF.replace("[DefaultInstall.NTamd64.Services]\nAddService = %ServiceName%,,Acme.Service\n", ""),
-     r"driver\.inf: .*acme\.inf is not a driver INF pnputil can install: .*has no AddService line: it installs no driver"),
+     r"driver\.inf: .*acme\.inf is not a driver INF pnputil can install: .*has no AddService line: it installs no "
+     r"driver"),
     (ACME_INF.replace("[DefaultInstall.NTamd64]", "[Manufacturer]\n%Acme% = Acme,NTamd64\n\n[Acme.NTamd64]")
      .replace("[DefaultInstall.NTamd64.Services]", "[Acme_Install.Services]"),
      r"not a driver INF pnputil can install: a PnP INF \(\[Manufacturer\], no \[DefaultInstall\.NTamd64\]\)"),
@@ -465,7 +469,8 @@ def test_a_sys_that_is_not_a_native_amd64_image_is_one_line(vendor: Path, capsys
     (vendor.parent / "dist" / "acmeguard.sys").write_bytes(b"MZ" + b"\0" * 200)
     code, err = _image_build(vendor, capsys)
     assert code == 2 and "\n" not in err
-    assert re.search(r"profile acme-win: driver\.sys: .*acmeguard\.sys is not a PE image .*give the driver's \.sys", err)
+    assert re.search(r"profile acme-win: driver\.sys: .*acmeguard\.sys is not a PE image .*give the driver's \.sys",
+                     err)
 
 
 def test_a_private_key_is_refused_as_the_certificate(vendor: Path, capsys: pytest.CaptureFixture[str]) -> None:
