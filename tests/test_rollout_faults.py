@@ -1,13 +1,16 @@
-"""harness rollout under faults, on real machines: a delivery that cannot reach the machine (its
-SSH server killed) is retried once and counted as a failed delivery, not a crash; Ctrl-C in the
-middle leaves no domain behind and writes the partial result."""
+"""harness rollout under faults, on real machines: a machine whose QEMU dies during its baseline
+boot is replaced; a delivery that cannot reach the machine (its SSH server killed) is retried
+once and counted as a failed delivery, not a crash; Ctrl-C in the middle leaves no domain behind
+and writes the partial result."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,15 +35,42 @@ def _kill_ssh(machine: Any) -> None:
         pass  # the session dies with its server
 
 
-def test_a_delivery_that_cannot_reach_the_machine_is_a_failed_delivery(
-        rollout: Callable[..., dict[str, Any]]) -> None:
-    result = rollout(CF291, fleet="vuln:1", rings="100%", before_delivery=_kill_ssh)
+def _kill_first_boot(run_id: str, done: threading.Event) -> None:
+    """The first domain of this run's fleet loses its QEMU (SIGKILL, by the pid libvirt wrote)."""
+    conn = libvirt.open("qemu:///system")
+    try:
+        deadline = time.monotonic() + 240
+        while not done.is_set() and time.monotonic() < deadline:
+            names = [d.name() for d in conn.listAllDomains() if d.name().startswith(f"harness-{run_id}-")
+                     and d.name().endswith("-vuln-0")]
+            pidfile = Path(f"/run/libvirt/qemu/{names[0]}.pid") if names else None
+            if pidfile is not None and pidfile.is_file():
+                time.sleep(1.0)  # let the guest start talking
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+                return
+            time.sleep(0.1)
+    finally:
+        conn.close()
+
+
+def test_a_machine_lost_at_boot_is_replaced_and_an_unreachable_delivery_is_a_failed_one(
+        rollout: Callable[..., dict[str, Any]], harness_run_id: str) -> None:
+    done = threading.Event()
+    killer = threading.Thread(target=_kill_first_boot, args=(harness_run_id, done), daemon=True)
+    killer.start()
+    try:
+        result = rollout(CF291, fleet="vuln:1", rings="100%", before_delivery=_kill_ssh)
+    finally:
+        done.set()
+        killer.join(10)
     [machine] = result["machines"]
+    assert machine["replaced"] == 1  # its QEMU was killed during the baseline boot: a fresh machine
+    assert [e["state"] for e in result["timeline"]][:3] == ["booting", "infra-error", "booting"]
     assert [d["ok"] for d in machine["deliveries"]] == [False, False]  # tried once more, then given up
     assert all(d["error"] for d in machine["deliveries"])
     assert not machine["delivered"] and machine["verdict"] is None and machine["crash_title"] is None
     assert result["failed_deliveries"] == 1 and result["blast_radius"] == 0 and not result["halted"]
-    assert machine["final_verdict"] == "healthy"
+    assert machine["final_verdict"] == "healthy" and result["infra_errors"] == 0
 
 
 def _domains(run_id: str) -> list[str]:
