@@ -165,6 +165,17 @@ def test_the_log_skips_a_line_torn_by_a_kill(tmp_path: Path) -> None:
     assert state.judged_indices() == {1, 3}
 
 
+def test_a_file_the_machines_failed_is_judged_again_and_its_last_line_counts(tmp_path: Path) -> None:
+    state = CampaignState(tmp_path)
+    state.open({"seed": 0})
+    state.append({"index": 1, "verdict": "infra-error"})
+    state.append({"index": 2, "verdict": "healthy"})
+    assert state.judged_indices() == {2}
+    state.append({"index": 1, "verdict": "boot-loop"})
+    assert state.judged_indices() == {1, 2}
+    assert [(e["index"], e["verdict"]) for e in state.final_entries()] == [(2, "healthy"), (1, "boot-loop")]
+
+
 def test_crashes_at_other_addresses_are_one_group() -> None:
     def entry(index: int, title: str) -> dict:
         return {"index": index, "crash": {"title": title, "function": "chf_crc32", "module": "harness_sensor"}}
@@ -270,3 +281,29 @@ def test_the_default_path_is_fast_where_the_snapshot_path_supports_the_profile()
     assert choose_path(None, booting) == "boot"
     with pytest.raises(InputFileError, match="--path fast: profile linux-ref: fast_path is false.*use --path boot"):
         choose_path("fast", booting)
+
+
+@pytest.mark.vm  # no machine boots, but the profile's guest is prepared (the reference guest)
+def test_machines_failing_file_after_file_stop_the_campaign_with_status_3(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A libvirt that cannot be reached (a real socket path that does not exist): each file is
+    judged again after the waits, logged as infra-error, and three in a row stop the campaign;
+    those files are not counted as judged, so the rerun judges them again."""
+    from harness.campaign import runner
+    from harness.cli import main
+
+    monkeypatch.setattr(runner, "INFRA_WAITS_S", (0.1,))
+    config = tmp_path / "gone.yaml"
+    config.write_text('profiles:\n  gone:\n    uri: "qemu+unix:///system?socket=/nonexistent/libvirt-sock"\n')
+    out = tmp_path / "campaign"
+    rc = main(["campaign", "--config", str(config), "--profile", "gone", "--files", "5", "--out", str(out),
+               "--path", "boot", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 3
+    summary = json.loads(captured.out)
+    assert summary["verdicts"]["infra-error"] == 3 and not summary["complete"]
+    assert "failed 3 files in a row" in summary["stopped"] and "/nonexistent/libvirt-sock" in summary["stopped"]
+    assert CampaignState(out).judged_indices() == set()
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["0001", "0001.earlier-1", "0002", "0002.earlier-1",
+                                                               "0003", "0003.earlier-1"]

@@ -107,7 +107,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     summary = summarize(state, keeper, files, {
         "seed": args.seed, "profile": profile.name, "sensor": build, "path": path, "workers": workers,
         "predicted_by": predictor.tiers, **({"prediction_note": predictor.sys_note} if predictor.sys_note else {}),
-        "complete": not result.interrupted, "judged_this_run": result.judged_now})
+        "complete": not result.interrupted and result.infra_stop is None, "judged_this_run": result.judged_now,
+        **({"stopped": result.infra_stop} if result.infra_stop else {})})
     written = write_summary(summary, args.report or out)
     if args.json:
         print(json.dumps(summary))
@@ -119,6 +120,9 @@ def cmd_campaign(args: argparse.Namespace) -> int:
                   f"  minimized:  {crash['minimized'] or crash.get('minimized_note')}\n  rerun:      {crash['rerun']}")
         print(f"disagreements: {len(summary['disagreements'])}")
         print(f"summary: {written}")
+    if result.infra_stop:
+        print(f"harness: campaign: stopped: {result.infra_stop}", file=sys.stderr)
+        return 3
     if result.interrupted:
         say(f"stopped; continue with the same command (--out {out})")
         return 130

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,15 @@ from .state import CampaignState
 
 Progress = Callable[[str], None]
 STOP_WAIT_S = 10.0  # how long Ctrl-C waits for a worker's judge to return before leaving it
+# When a judge fails on infrastructure (after its own retry), the same file is judged again after
+# these waits (a restarted libvirtd, a host under a burst of load); then it is logged as
+# infra-error and a rerun judges it again. This many such files in a row stop the campaign.
+INFRA_WAITS_S: tuple[float, ...] = (5.0, 20.0)
+INFRA_STREAK_STOP = 3
+
+
+class InfraStop(InfraError):
+    """The machines failed file after file: the campaign stopped; a rerun continues."""
 
 
 @dataclass
@@ -39,7 +48,7 @@ class Limits:
 class RunResult:
     judged_now: int
     interrupted: bool
-    errors: list[BaseException] = field(default_factory=list)
+    infra_stop: str | None = None  # why the machines' failures stopped the campaign
 
 
 class Campaign:
@@ -62,6 +71,7 @@ class Campaign:
         self._started = time.monotonic()
         self._judged_now = 0
         self._errors: list[BaseException] = []
+        self._infra_streak = 0
 
     def _elapsed(self) -> float:
         return self._offset + time.monotonic() - self._started
@@ -90,18 +100,39 @@ class Campaign:
             while (taken := self._take()) is not None:
                 planned, path, prediction = taken
                 artifacts = self.state.runs / f"{planned.index:04d}"
-                _set_aside(artifacts)
                 t0 = time.monotonic()
-                try:
-                    verdict = judge.judge(planned.name, planned.data, artifacts)
-                except InfraError as exc:  # failed twice: the file's verdict is infra-error, the campaign goes on
-                    verdict = Verdict("infra-error", str(exc), 0, 0, time.monotonic() - t0)
+                verdict = self._judge(judge, planned, artifacts)
                 if self.stop.is_set():
-                    return  # cut short by Ctrl-C: not judged, the rerun judges it
+                    return  # cut short by Ctrl-C (or another worker's stop): not judged, the rerun judges it
                 self._log(planned, path, prediction, verdict, artifacts, time.monotonic() - t0, worker)
+                self._count_infra(verdict)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
             self._errors.append(exc)
             self.stop.set()
+
+    def _judge(self, judge: FileJudge, planned: PlannedFile, artifacts: Path) -> Verdict:
+        """The judge's verdict; an infrastructure failure is judged again after each INFRA_WAITS_S
+        (an earlier attempt's run is set aside as NNNN.earlier-K)."""
+        for wait in (*INFRA_WAITS_S, None):
+            _set_aside(artifacts)
+            t0 = time.monotonic()
+            try:
+                verdict = judge.judge(planned.name, planned.data, artifacts)
+            except InfraError as exc:
+                verdict = Verdict("infra-error", str(exc), 0, 0, time.monotonic() - t0)
+            if verdict.verdict != "infra-error" or wait is None or self.stop.is_set():
+                return verdict
+            self.say(f"{planned.stored}: infrastructure failure ({verdict.reason}); judging it again in {wait:.0f} s")
+            self.stop.wait(wait)
+        raise AssertionError("unreachable")
+
+    def _count_infra(self, verdict: Verdict) -> None:
+        with self._plan_lock:
+            self._infra_streak = self._infra_streak + 1 if verdict.verdict == "infra-error" else 0
+            if self._infra_streak >= INFRA_STREAK_STOP:
+                raise InfraStop(f"the machines failed {self._infra_streak} files in a row ({verdict.reason}); "
+                                f"fix the host (harness doctor), then rerun with the same --out: those files are "
+                                f"judged again: {self.state.out}")
 
     def _log(self, planned: PlannedFile, path: Path, prediction: dict[str, Any], verdict: Verdict,
              artifacts: Path, seconds: float, worker: int) -> None:
@@ -149,17 +180,20 @@ class Campaign:
             deadline = time.monotonic() + STOP_WAIT_S
             for thread in threads:
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        stops = [e for e in self._errors if isinstance(e, InfraStop)]
+        if stops:
+            return RunResult(self._judged_now, interrupted, infra_stop=str(stops[0]))
         if self._errors:
             raise self._errors[0]
         return RunResult(self._judged_now, interrupted)
 
 
 def _set_aside(artifacts: Path) -> None:
-    """A file judged again after an interrupt: its cut-short run moves to NNNN.interrupted-K
-    (kept for a look, never mixed with the run that counts)."""
+    """A file judged again (after an interrupt or an infrastructure failure): the earlier run
+    moves to NNNN.earlier-K (kept for a look, never mixed with the run that counts)."""
     if not artifacts.exists():
         return
     n = 1
-    while (aside := artifacts.with_name(f"{artifacts.name}.interrupted-{n}")).exists():
+    while (aside := artifacts.with_name(f"{artifacts.name}.earlier-{n}")).exists():
         n += 1
     artifacts.rename(aside)

@@ -9,7 +9,8 @@
     <out>/campaign.json          the summary (`--json` prints the same object)
 
 A file is judged once: on a rerun, the indices in judged.jsonl are skipped. A file whose
-judgement was interrupted has no line and is judged again from the start.
+judgement was interrupted has no line and is judged again from the start; a file logged as
+`infra-error` (its machines failed, not the file) is judged again too, and its later line counts.
 """
 
 from __future__ import annotations
@@ -79,8 +80,20 @@ class CampaignState:
                 if isinstance(entry, dict) and "index" in entry:
                     yield entry
 
+    def final_entries(self) -> Iterator[dict[str, Any]]:
+        """The last entry of each file (a file whose machines failed is judged again by a rerun,
+        which appends a later line), in log order; two passes, so only line numbers are held."""
+        last: dict[int, int] = {}
+        for n, entry in enumerate(self.entries()):
+            last[entry["index"]] = n
+        for n, entry in enumerate(self.entries()):
+            if last.get(entry["index"]) == n:
+                yield entry
+
     def judged_indices(self) -> set[int]:
-        return {entry["index"] for entry in self.entries()}
+        """The files judged for good: an `infra-error` (the machines failed twice and the
+        campaign's waits did not help) is judged again by a rerun."""
+        return {entry["index"] for entry in self.final_entries() if entry.get("verdict") != "infra-error"}
 
     def append(self, entry: dict[str, Any]) -> None:
         """One judged file, on disk before this returns."""

@@ -21,16 +21,15 @@ def disagreement(entry: dict[str, Any]) -> dict[str, Any]:
 
 def summarize(state: CampaignState, keeper: CrashKeeper, planned: int | None, extra: dict[str, Any]) -> dict[str, Any]:
     files = 0
-    elapsed = 0.0
     verdicts = dict.fromkeys(VERDICTS, 0)
     disagreements: list[dict[str, Any]] = []
-    for entry in state.entries():
+    for entry in state.final_entries():
         files += 1
         verdicts[entry["verdict"]] = verdicts.get(entry["verdict"], 0) + 1
-        elapsed = max(elapsed, float(entry.get("elapsed_s", 0.0)))
         if entry.get("disagree"):
             disagreements.append(disagreement(entry))
-    crashes = [keeper.record(n, group) for n, group in enumerate(group_crashes(state.entries()), 1)]
+    elapsed = max((float(e.get("elapsed_s", 0.0)) for e in state.entries()), default=0.0)
+    crashes = [keeper.record(n, group) for n, group in enumerate(group_crashes(state.final_entries()), 1)]
     return {"files": files, "planned": planned,
             "files_per_min": round(files / (elapsed / 60.0), 2) if elapsed > 0 else None,
             "judging_s": round(elapsed, 1), "verdicts": verdicts, "unique_crashes": crashes,
