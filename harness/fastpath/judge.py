@@ -28,6 +28,7 @@ from ..vm.registry import family_plugin, snapshot_point
 from ..vm.snapshot import SnapshotMachine, restore_xml
 from ..vm.snapshot_cache import work_dir
 from ..vm.spec import MachineSpec
+from .ahead import Ahead, Spare
 from .build import ensure_snapshot, with_threshold
 from .variants import VariantPool
 
@@ -75,10 +76,16 @@ class SnapshotJudge:
         self.pool = VariantPool(self.snapshot.image, work, f"fp{secrets.token_hex(2)}")
         for index, variant in enumerate(self.pool.variants):  # copied now, not on a file's time
             self.pool.take(self._domain_name(variant.slot), index)
+        self.ahead = Ahead(self.snapshot, self.pool, profile.uri, self.run_id, self.say)
+        self._start_ahead()  # the first file's machine, restored while the caller gets its file
         self.last: dict[str, Any] = {}  # timings of the last file (bench/campaign.py)
         self.closed = False
         self._lock = threading.Lock()
         self._live: SnapshotMachine | None = None  # the machine of the file being judged
+
+    def _start_ahead(self) -> None:
+        index = self.pool.next_index()
+        self.ahead.start(index, self._domain_name(self.pool.variants[index].slot))
 
     def _domain_name(self, slot: str) -> str:
         return f"{self.profile.name_prefix}-{self.run_id}-{slot}"  # as Machine names it
@@ -103,7 +110,10 @@ class SnapshotJudge:
     def _judge_once(self, name: str, data: bytes, artifacts: Path) -> Verdict:
         start = time.monotonic()
         artifacts.mkdir(parents=True, exist_ok=True)
-        index = self.pool.next_index()
+        spare: Spare | None = self.ahead.take()  # restored while the last file was judged
+        index = spare.index if spare is not None else self.pool.next_index()
+        if not self.closed:
+            self._start_ahead()  # the next file's machine restores while this one runs
         slot = self.pool.variants[index].slot
         machine = SnapshotMachine(MachineSpec(
             profile=self.profile, guest=self.guest, artifacts=artifacts, run_id=self.run_id,
@@ -115,6 +125,7 @@ class SnapshotJudge:
             self._live = machine
         path = "snapshot"
         restore_s = None
+        ahead = False
         variant = self.pool.variants[index]
         try:
             variant = self.pool.take(machine.name, index)
@@ -129,13 +140,20 @@ class SnapshotJudge:
                 path = "boot"
                 self.say(f"fast path: {name} needs a {size}-byte disk, the snapshot's is "
                          f"{self.snapshot.disk_bytes} bytes: judged by a boot")
+                if spare is not None:  # its domain has this machine's name
+                    self.ahead.discard(spare)
+                    spare = None
                 machine.boot()
+            elif spare is not None:
+                Ahead.fill(spare, machine.disk, machine.serial_log)
+                machine.adopt(spare.xml, self.snapshot.transcript, self.snapshot.events)
+                ahead = True
             else:
                 assert variant.image is not None
                 xml = restore_xml(variant.xml, machine.domain_xml("normal"), self.snapshot.machine_dir,
                                   machine.artifacts)
                 machine.restore(variant.image, xml, self.snapshot.transcript, self.snapshot.events)
-            restore_s = time.monotonic() - t_restore
+            restore_s = spare.restore_s if ahead and spare is not None else time.monotonic() - t_restore
             verdict = machine.wait_verdict()
             problem = self.point.problem(machine.buffer.text)
             if problem is not None:
@@ -143,13 +161,18 @@ class SnapshotJudge:
         finally:
             with self._lock:
                 self._live = None
+            if spare is not None and not ahead:  # restored ahead, never adopted: nobody else destroys it
+                self.ahead.discard(spare)
             variant.closing = machine.closed or machine.close(background=True)
+            if spare is not None and ahead:
+                log = machine.serial_log
+                variant.closing.add_done_callback(lambda _done: Ahead.finish(spare, log))
         if path == "boot":
             verdict.reason += f" (judged by a boot: the file's disk is not the snapshot's size)"
         if not self.confirm_loop and verdict.verdict == "boot-loop":
             verdict.reason += f"; {UNCONFIRMED}"
         machine.write_verdict()
-        self.last = {"path": path, "restore_s": restore_s, "verdict_s": time.monotonic() - start,
+        self.last = {"path": path, "restore_s": restore_s, "restored_ahead": ahead, "verdict_s": time.monotonic() - start,
                      "verdict": verdict.verdict, "domain": machine.name, "snapshot": self.snapshot.key[:16],
                      "confirm_loop": self.confirm_loop}
         write_json(artifacts / "fastpath.json", self.last)
@@ -166,6 +189,7 @@ class SnapshotJudge:
         if live is not None:  # its QEMU keeps the image copy it restored from open: removing it is safe
             live.close(background=True)
         try:
+            self.ahead.close()
             self.pool.drain()
         finally:
             self._work.close()

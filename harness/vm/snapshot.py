@@ -19,7 +19,9 @@ to stop there is the family's (`SnapshotPoint`, backend.py).
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from .console import ConsoleReader
 from .events import EventRecorder
 from .machine import Machine
 from .observations import Observation
+from .ownership import process_lock
 from .save_image import to_string
 from .templates import METADATA_NS
 
@@ -91,18 +94,38 @@ class SnapshotMachine(Machine):
             raise InfraError(f"{self.name} is already running; destroy() it first")
         write_atomic(self.artifacts / "domain.xml", xml)
         self.serial_log.write_text(transcript)  # libvirt appends the restored machine's output
+        self._connect()
+        try:
+            self.conn.restoreFlags(str(image), xml, libvirt.VIR_DOMAIN_SAVE_PAUSED)  # type: ignore[union-attr]
+        except libvirt.libvirtError as exc:
+            raise InfraError(f"libvirt could not restore {image}: {exc.get_error_message()} "
+                             f"(restore XML: {self.artifacts / 'domain.xml'})") from None
+        self._watch_restored(transcript, events, str(image))
+
+    def adopt(self, xml: str, transcript: str, events: list[str]) -> None:
+        """Watch the domain restored ahead under this machine's name (paused, its serial log
+        already holding the transcript) as restore() does, then resume it."""
+        if self.dom is not None:
+            raise InfraError(f"{self.name} is already running; destroy() it first")
+        write_atomic(self.artifacts / "domain.xml", xml)
+        self._connect()
+        self._watch_restored(transcript, events, "restored ahead")
+
+    def _connect(self) -> None:
         if self.conn is None:
             self.conn = open_connection(self.profile.uri)
             self.conn.registerCloseCallback(self._on_close, None)
         self._boots_started += 1
-        self.progress(f"{self.name}: restore {self._boots_started} from {image.name} "
-                      f"({self.sensor} sensor, domain type {self.domain_type})")
+        self.progress(f"{self.name}: restore {self._boots_started} ({self.sensor} sensor, "
+                      f"domain type {self.domain_type})")
+
+    def _watch_restored(self, transcript: str, events: list[str], image: str) -> None:
+        assert self.conn is not None
         try:
-            self.conn.restoreFlags(str(image), xml, libvirt.VIR_DOMAIN_SAVE_PAUSED)
             dom = self.conn.lookupByName(self.name)
         except libvirt.libvirtError as exc:
-            raise InfraError(f"libvirt could not restore {image}: {exc.get_error_message()} "
-                             f"(restore XML: {self.artifacts / 'domain.xml'})") from None
+            raise InfraError(f"the restored domain {self.name} is gone: {exc.get_error_message()} "
+                             f"(artifacts: {self.artifacts})") from None
         self.dom = dom
         self.mode = "normal"
         try:
@@ -119,9 +142,20 @@ class SnapshotMachine(Machine):
             self.marker_readers = [
                 ConsoleReader(self.conn, dom, self._on_marker_line if port.markers_only else self._on_line,
                               self.marker_buffer, port.device) for port in self.ports[1:]]
-            self.events.record("harness:start", {"mode": "restore", "domain": self.name, "image": str(image)})
+            self.events.record("harness:start", {"mode": "restore", "domain": self.name, "image": image})
             dom.resume()
         except libvirt.libvirtError as exc:
             self.destroy()
             raise InfraError(f"starting the restored {self.name} failed: {exc.get_error_message()} "
                              f"(artifacts: {self.artifacts})") from None
+
+
+def owner_metadata(run_id: str, test_id: str, artifacts: Path) -> str:
+    """A domain XML holding only the harness metadata of a domain this process owns (for
+    restore_xml, when no machine renders one)."""
+    root = ET.Element("domain")
+    vm = ET.SubElement(ET.SubElement(root, "metadata"), f"{{{METADATA_NS}}}vm")
+    for tag, value in (("run", run_id), ("test", test_id), ("artifacts", str(artifacts)), ("pid", str(os.getpid())),
+                       ("lock", str(process_lock())), ("host", socket.gethostname())):
+        ET.SubElement(vm, f"{{{METADATA_NS}}}{tag}").text = value
+    return to_string(root)
