@@ -535,3 +535,13 @@ def test_cli_needs_a_log(tmp_path: Path) -> None:
 def test_triage_files_reads_a_domain_log_given_as_the_serial_log() -> None:
     result = triage_files(LOGS / "domain-0x50.log")
     assert result.family == "windows" and result.log is None and result.verdict.verdict == "crashed"
+
+
+def test_the_marker_port_passes_the_drivers_own_lines_and_not_the_firmware_screen() -> None:
+    """COM2 mirrors the firmware's screen; the sample's `harness_sensor: <file>: rejected:` line
+    (no HARNESS- prefix) must still reach the monitor, or a live Windows machine could never be
+    judged content-rejected."""
+    assert MARKERS.knows("harness_sensor: C-00000291-00000000-00000031.sys: rejected: bad magic [magic]")
+    assert MARKERS.knows("HARNESS-SENSOR-LOADED build=hardened files=1 loaded=0 rejected=1 source=driver")
+    assert not MARKERS.knows("BdsDxe: loading Boot0001 \"Windows Boot Manager\"")
+    assert not MARKERS.knows("Press ESC in 5 seconds to skip startup.nsh")

@@ -50,6 +50,12 @@ class ConsoleMarkers:
     # The report of a crash that no text described (the event name, the console line number)
     untold_crash: Callable[[str, int], CrashReport] | None = None
 
+    def knows(self, line: str) -> bool:
+        """A line that tells the driver's state (loaded, skipped, a file loaded or rejected, the
+        boot complete or failed): what a port that also carries other text must pass on."""
+        return any(p.search(line) for p in (self.sensor_loaded, self.sensor_skipped, self.file_loaded,
+                                            self.file_rejected, self.boot_complete, self.boot_error))
+
 
 class Family(Protocol):
     name: str

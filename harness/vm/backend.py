@@ -59,8 +59,9 @@ class MachineView(Protocol):
 @dataclass(frozen=True)
 class ConsolePort:
     """A serial port the machine reads live. `device` is libvirt's alias (None: the first
-    serial port). `markers_only`: only the harness's own `HARNESS-` lines of this port go to
-    the monitor (COM2 of a Windows guest also mirrors the firmware's screen)."""
+    serial port). `markers_only`: only the harness's own `HARNESS-` lines of this port and the
+    lines the family's markers know (the driver's own word, e.g. a file it rejected) go to the
+    monitor (COM2 of a Windows guest also mirrors the firmware's screen)."""
     device: str | None
     log: Path
     markers_only: bool = False

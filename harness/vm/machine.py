@@ -105,7 +105,7 @@ class Machine:
         self._observe(Observation(self.now(), "console", line))
 
     def _on_marker_line(self, line: str) -> None:
-        if "HARNESS-" in line:
+        if "HARNESS-" in line or self.monitor.markers.knows(line):  # the driver's own lines too
             self._observe(Observation(self.now(), "console", line))
 
     def _on_event(self, name: str, _entry: dict[str, Any]) -> None:
