@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,19 @@ class NodeContext:
     say: Callable[[str], None]
     slot_prefix: str = ""  # keeps domain names apart when one run id holds several rollouts
     before_delivery: Callable[[RecoverableMachine], None] | None = None  # a test's fault, on the real machine
+    stop: threading.Event = field(default_factory=threading.Event)  # Ctrl-C: no machine boots any more
+
+
+class FleetMachine(RecoverableMachine):
+    """A fleet machine that refuses to boot once the rollout is stopping (Ctrl-C): a thread in
+    the middle of a bake or a recovery must not start a domain after the teardown."""
+
+    stop: threading.Event | None = None
+
+    def boot(self, mode: str = "normal") -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise HarnessError(f"{self.name}: the rollout is stopping; no new boot (artifacts: {self.artifacts})")
+        super().boot(mode)
 
 
 class Node:
@@ -76,10 +89,11 @@ class Node:
             suffix = f"-r{attempt}" if attempt else ""
             directory = self.ctx.run_dir / f"{self.name}{suffix}"
             directory.mkdir(parents=True, exist_ok=True)
-            machine = RecoverableMachine(MachineSpec(
+            machine = FleetMachine(MachineSpec(
                 profile=self.profile, guest=self.ctx.guest, artifacts=directory, run_id=self.ctx.run_id,
-                test_id=f"rollout {self.name}", slot=f"{self.ctx.slot_prefix}{self.name}{suffix}", sensor=self.ctx.sensor,
-                network=True), progress=self.ctx.say)
+                test_id=f"rollout {self.name}", slot=f"{self.ctx.slot_prefix}{self.name}{suffix}",
+                sensor=self.ctx.sensor, network=True), progress=self.ctx.say)
+            machine.stop = self.ctx.stop
             self.machine = machine
             self.record.artifacts = str(directory)
             self.record.serial_log = str(machine.serial_log)

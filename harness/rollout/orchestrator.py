@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from .unstaged import measure_unstaged
 
 HALT_SIGNALS = ("crash", "boot-loop", "hang", "rejected")
 _VERDICT_SIGNAL = {"crashed": "crash", "boot-loop": "boot-loop", "hang": "hang", "content-rejected": "rejected"}
-STOP_WAIT_S = 30.0  # after Ctrl-C: how long machine threads get to notice before domains are destroyed
+STOP_WAIT_S = 5.0  # after Ctrl-C: how long machine threads get to finish a boot() under way
 
 
 @dataclass
@@ -154,7 +155,7 @@ class Rollout:
         for name, profile in plan.profiles.items():
             guest, sensor = family_plugin(profile.family).prepare(profile, None, self.say)
             contexts[name] = NodeContext(guest, sensor, plan.run_id, plan.run_dir, plan.content, self.log, boots,
-                                         self._machine_say, plan.slot_prefix, plan.before_delivery)
+                                         self._machine_say, plan.slot_prefix, plan.before_delivery, self.stop)
         return contexts
 
     def _machine_say(self, message: str) -> None:
@@ -234,18 +235,20 @@ class Rollout:
             self.log.state(node.name, "infra-error", f"{type(exc).__name__}: {exc}")
 
     def _teardown(self) -> None:
-        """Every machine's domain destroyed and disks removed; after Ctrl-C, also domains a
-        machine thread was starting at that moment."""
+        """Every machine's domain destroyed and disks removed. After Ctrl-C the machines are closed
+        at once (a thread waiting for a verdict would wait for its deadline); a thread that was
+        creating a domain at that moment gets a few seconds to finish, then every machine's
+        domain is destroyed by name, so none is left behind."""
         from ..vm import teardown
         from ..vm.connection import destroy_by_name
 
-        if self.stop.is_set():
-            for thread in self._threads:
-                thread.join(STOP_WAIT_S / max(1, len(self._threads)))
         for node in self.nodes:
             node.close()
         left = teardown.drain(120.0)
         if self.stop.is_set():
+            deadline = time.monotonic() + STOP_WAIT_S
+            for thread in self._threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
             for node in self.nodes:
                 if node.machine is not None:
                     destroy_by_name(node.profile.uri, node.machine.name)
