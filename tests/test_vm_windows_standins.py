@@ -158,6 +158,9 @@ def test_a_hang_before_the_os_prints_anything_is_a_hang_of_one_boot(
     machine = standin_machine(harness_profile, images["hang"], artifacts_dir, harness_run_id, "hang", hang=10)
     try:
         machine.boot()
+        # The firmware's line proves the machine ran to its silent shell; on a loaded host OVMF
+        # itself may be quiet for the whole 10 s, so wait for it rather than race it.
+        machine.expect(r"BdsDxe: starting Boot0002", timeout=90)
         verdict = machine.wait_verdict()
     finally:
         machine.close()
