@@ -83,7 +83,7 @@ def _domains(run_id: str) -> list[str]:
 
 def test_ctrl_c_mid_rollout_leaves_no_domain_and_writes_the_partial_result(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "rollout", str(CF291), "--fleet", "vuln:2", "--rings", "1,100%",
+        [sys.executable, "-m", "harness.cli", "rollout", str(CF291), "--fleet", "vuln:1", "--rings", "100%",
          "--artifacts", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     try:
@@ -102,6 +102,6 @@ def test_ctrl_c_mid_rollout_leaves_no_domain_and_writes_the_partial_result(tmp_p
     assert proc.returncode == 130, "".join(lines) + rest
     [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
     result = json.loads((run_dir / "rollout.json").read_text())
-    assert result["interrupted"] and result["fleet"] == 2
+    assert result["interrupted"] and result["fleet"] == 1
     assert result["seconds_to_healthy_fleet"] is None
     assert _domains(run_dir.name) == [], "a domain of the interrupted rollout is left"
