@@ -119,8 +119,27 @@ def _windows_checks(profile: Profile) -> list[Check]:
         checks.extend(_shared_path_checks(profile, [golden.image]))
     except HarnessError as exc:
         checks.append(Check("golden image", False, str(exc), "harness image build windows (docs/running-on-windows.md)"))
+    if profile.driver is not None:
+        checks.append(_windows_driver_check(profile))
     for tool in ("guestfish", "wimupdate", "xorriso", "hivexsh"):
         path = shutil.which(tool)
         checks.append(Check(tool, path is not None, path or f"{tool} not found",
                             "make setup (libguestfs-tools, wimtools, xorriso, libhivex-bin)"))
     return checks
+
+
+def _windows_driver_check(profile: Profile) -> Check:
+    """A vendor's Windows driver package (INF, .sys, catalog, certificate) passes the checks the
+    image recipe makes, and the golden image was built with exactly those files."""
+    from .windows.family import check_image_driver
+    from .windows.golden import load_golden
+    from .windows.package import package_stamp, vendor_package
+
+    assert profile.driver is not None
+    try:
+        package = vendor_package(profile.driver, profile.name)
+        check_image_driver(load_golden(Path(profile.image), profile.edition), package_stamp(package), profile.name)
+    except HarnessError as exc:
+        return Check("vendor driver", False, str(exc), "fix the profile's driver: block or rebuild the image "
+                     "(docs/windows-vendor-driver.md)")
+    return Check("vendor driver", True, f"{profile.driver.service}: {profile.driver.inf} installed in the image")

@@ -499,3 +499,17 @@ def test_the_sample_inf_passes_the_same_checks_as_a_vendor_inf(tmp_path: Path) -
     package = vendor_package(profile.driver, profile.name)  # type: ignore[arg-type]
     assert (package.service, package.catalog_name, package.start_type, package.catalog) == \
         ("harnessflt", "harnessflt.cat", 0, None)  # the INF's spelling of the service wins
+
+
+def test_doctor_checks_the_vendor_package_against_the_image(vendor: Path) -> None:
+    from harness.doctor import run_checks
+
+    profile = select_profile(vendor, "acme-win")
+    assert profile.driver is not None
+    _golden(vendor, package_stamp(vendor_package(profile.driver, profile.name)))
+    check = next(c for c in run_checks(profile) if c.name == "vendor driver")
+    assert check.ok, check
+    sys_file = vendor.parent / "dist" / "acmeguard.sys"
+    sys_file.write_bytes(sys_file.read_bytes() + b"x")
+    check = next(c for c in run_checks(profile) if c.name == "vendor driver")
+    assert not check.ok and "sys acmeguard.sys changed" in check.detail, check
