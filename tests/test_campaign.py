@@ -217,15 +217,20 @@ def test_a_seeded_campaign_judges_groups_replays_and_minimises(tmp_path: Path) -
     assert json.loads((out / "campaign.json").read_text()) == summary
     crashes = summary["unique_crashes"]
     assert crashes and "chf_match_criterion" in {c["function"] for c in crashes}
+    replays = []  # every reproducer replayed by its own `rerun` command, side by side
     for crash in crashes:
         reproducer = Path(crash["reproducer"])
         assert reproducer.is_file() and Path(crash["serial_log"]).is_file()
         argv = shlex.split(crash["rerun"])
         assert argv[:3] == ["harness", "reproduce", str(reproducer)] and "--sensor" in argv
-        replay = run_harness(*argv[1:], "--json", "--artifacts", tmp_path / "replays", timeout=600)
-        assert replay.returncode == 0, replay.stderr[-3000:]
-        replayed = json.loads(replay.stdout)["crash"]
-        assert normalize_title(replayed["title"]) == crash["normalized_title"]
+        replays.append(subprocess.Popen([sys.executable, "-m", "harness.cli", *argv[1:], "--json", "--artifacts",
+                                         str(tmp_path / "replays")], cwd=REPO, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+    for crash, replay in zip(crashes, replays):
+        stdout, stderr = replay.communicate(timeout=600)
+        assert replay.returncode == 0, stderr[-3000:]
+        assert normalize_title(json.loads(stdout)["crash"]["title"]) == crash["normalized_title"]
+        reproducer = Path(crash["reproducer"])
         assert crash["minimized"], crash.get("minimized_note")
         minimized = Path(crash["minimized"])
         assert minimized.stat().st_size < reproducer.stat().st_size
