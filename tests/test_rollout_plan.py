@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,16 @@ def test_progress_in_a_log_is_one_line_per_state_change() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and "ring 0  vuln-0     healthy     baseline: boot complete" in lines[1]
     assert [e["state"] for e in log.sorted_timeline()] == ["booting", "healthy"]
+
+
+def test_an_unreachable_host_is_exit_3_with_the_result_written(tmp_path: Path) -> None:
+    config = tmp_path / "harness.yaml"
+    config.write_text("profiles:\n  far:\n    uri: qemu+tcp://127.0.0.1:9/system\n")  # nothing listens there
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "rollout", str(CF291), "--config", str(config),
+                           "--fleet", "far:2", "--rings", "1,100%", "--artifacts", str(tmp_path / "a"), "--json"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    result = json.loads(proc.stdout)
+    assert "127.0.0.1:9" in result["infra_error"] and result["fleet"] == 2 and result["delivered"] == 0
+    [run_dir] = (tmp_path / "a").iterdir()
+    assert json.loads((run_dir / "rollout.json").read_text()) == result

@@ -59,7 +59,7 @@ def rollout_result(rollout: Rollout, report_dir: Path) -> dict[str, Any]:
     halted_ring = halt.ring if halt else None
     return {
         "schema": SCHEMA,
-        "fleet": len(records), "profiles": dict(plan.counts), "rings": list(plan.rings),
+        "fleet": len(plan.machines), "profiles": dict(plan.counts), "rings": list(plan.rings),
         "halted": halt is not None, "halted_ring": halted_ring,
         "halt_reason": f"{halt.reason} on {halt.machine}: {halt.detail}" if halt else None,
         "halt_signal": None if halt is None else {

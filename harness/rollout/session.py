@@ -109,11 +109,10 @@ def run_rollout(request: RolloutRequest) -> RolloutOutcome:
         write_result(rollout_result(rollout, report_dir), report_dir, progress.message)
         progress.message(f"partial result: {report_dir / 'rollout.json'}")
         raise
-    except HarnessError as exc:
-        if not isinstance(exc, (ConfigError,)) and rollout.nodes:
-            infra = str(exc)
-        else:
-            raise
+    except ConfigError:
+        raise  # bad input found late (a profile's image, a driver's module): exit 2
+    except HarnessError as exc:  # the host failed: the result says so, exit 3
+        infra = str(exc)
     result = rollout_result(rollout, report_dir)
     if infra:
         result["infra_error"] = infra
