@@ -161,6 +161,8 @@ class Campaign:
         judges: list[FileJudge] = []
         threads: list[threading.Thread] = []
         interrupted = False
+        if self.limits.files is not None and set(range(1, self.limits.files + 1)) <= self._judged:
+            return RunResult(0, False)  # a finished campaign: no machine is needed
         try:
             for n in range(self.workers):
                 judges.append(self.make_judge())
