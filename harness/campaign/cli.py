@@ -19,18 +19,19 @@ DEFAULT_FILES = 24
 def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = groups.add_parser("campaign", help="judge many mutated content files in machines; group the crashes, "
                                            "minimise each, list every file the host predicted wrong")
-    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same files (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="the same seed gives the same files (default 0)")
     p.add_argument("--files", type=int, metavar="N", help=f"judge N files (default {DEFAULT_FILES})")
     p.add_argument("--minutes", type=float, metavar="M", help="judge files for M minutes instead of --files")
-    p.add_argument("--faults", metavar="LIST", help="comma-separated mutations (default: all that apply; "
-                   "`harness content faults` lists the format-aware ones, bytes-* are byte-level)")
+    p.add_argument("--faults", metavar="LIST", help="comma-separated mutations (default: all that apply: "
+                   "well-formed, the fault catalogue of `harness content faults` and the byte-level "
+                   "bytes-flip, bytes-set, bytes-truncate, bytes-insert, bytes-splice; a vendor driver: bytes-* only)")
     p.add_argument("--corpus", type=Path, metavar="DIR", help="content files to judge and mutate "
                    "(required for a profile with a vendor driver)")
     p.add_argument("--profile", help="profile name (default linux-ref)")
-    p.add_argument("--config", type=Path, help="YAML file with profiles")
+    p.add_argument("--config", type=Path, metavar="FILE", help="YAML file with profiles")
     p.add_argument("--sensor", choices=BUILDS, help="sensor build (default: the profile's)")
     p.add_argument("--workers", default="1", metavar="N|auto", help="judges side by side (auto: one per CPU)")
-    p.add_argument("--out", type=Path, help="the campaign's state; rerun with it to continue "
+    p.add_argument("--out", type=Path, metavar="DIR", help="the campaign's state; rerun with it to continue "
                    "(default ./campaign-<seed>)")
     p.add_argument("--path", choices=("boot", "fast"), help="boot: a fresh machine per file; fast: a restored "
                    "snapshot per file (default: fast where available)")
