@@ -177,3 +177,31 @@ def test_a_windows_profile_is_refused_with_one_line(tmp_path: Path) -> None:
     bad.write_text("profiles:\n  x:\n    fast_path: 'no'\n")
     with pytest.raises(ConfigError, match="fast_path: expected true or false"):
         load_profiles(bad)
+
+
+def test_a_copy_of_a_saved_image_restores_under_another_name_with_the_same_memory(tmp_path: Path) -> None:
+    from harness.errors import InfraError
+    from harness.vm.save_image import HEADER, MAGIC, read_image, renamed_xml, write_variant
+
+    xml = "<domain type='qemu'><name>snap</name><uuid>0c4df472-2105-4faf-8d1d-4de670160b48</uuid></domain>"
+    cookie = b"<cookie/>\0"
+    data_len = 4096
+    body = xml.encode() + b"\0"
+    stream = bytes(range(256)) * 64 + b"QEVM-tail"
+    base = tmp_path / "memory.save"
+    base.write_bytes(HEADER.pack(MAGIC, 2, data_len, 1, 0, len(body)) + body + cookie
+                     + b"\0" * (data_len - len(body) - len(cookie)) + stream)
+    image = read_image(base)
+    assert image.xml == xml and image.cookie == cookie and image.was_running == 1
+    renamed = renamed_xml(image.xml, "harness-run-fp0-1")
+    copy = write_variant(image, tmp_path / "1.save", renamed)
+    again = read_image(copy)
+    assert "<name>harness-run-fp0-1</name>" in again.xml and "0c4df472" not in again.xml
+    assert again.cookie == cookie and again.data_len == data_len
+    assert copy.read_bytes()[again.stream_offset:] == stream  # the memory, byte for byte
+    assert not copy.stat().st_mode & 0o222  # read-only, like the original
+    with pytest.raises(InfraError, match="does not fit"):
+        write_variant(image, tmp_path / "2.save", renamed + " " * data_len)
+    (tmp_path / "partial.save").write_bytes(b"LibvirtQemudPart" + base.read_bytes()[16:])
+    with pytest.raises(InfraError, match="not a finished"):
+        read_image(tmp_path / "partial.save")

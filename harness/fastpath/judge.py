@@ -120,9 +120,12 @@ class SnapshotJudge:
             test_id=f"fast path {name}", slot=slot, sensor=self.build, network=False), progress=self.say)
         write_atomic(artifacts / "domain.txt", machine.name + "\n")  # as BootJudge: named before it exists
         with self._lock:
-            if self.closed:
-                raise InfraError(f"the judge was closed while judging {name} (artifacts: {artifacts})")
-            self._live = machine
+            closed = self.closed
+            self._live = None if closed else machine
+        if closed:  # close() ran meanwhile (Ctrl-C): no machine of this file
+            if spare is not None:
+                self.ahead.discard(spare)
+            raise InfraError(f"the judge was closed while judging {name} (artifacts: {artifacts})")
         path = "snapshot"
         restore_s = None
         ahead = False
@@ -168,7 +171,7 @@ class SnapshotJudge:
                 log = machine.serial_log
                 variant.closing.add_done_callback(lambda _done: Ahead.finish(spare, log))
         if path == "boot":
-            verdict.reason += f" (judged by a boot: the file's disk is not the snapshot's size)"
+            verdict.reason += " (judged by a boot: the file's disk is not the snapshot's size)"
         if not self.confirm_loop and verdict.verdict == "boot-loop":
             verdict.reason += f"; {UNCONFIRMED}"
         machine.write_verdict()
