@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import Profile
 from ..errors import HarnessError, InfraError
+from ..vm.hosts import check_shared_paths
 from ..vm.registry import family_plugin
 from .blast import blast_radius, unstaged_estimate, unstaged_total
 from .content import ContentSet
@@ -112,7 +113,7 @@ class Rollout:
             index = per_profile.get(fm.profile, 0)
             per_profile[fm.profile] = index + 1
             profile = dataclasses.replace(profile, uri=profile.hosts[index % len(profile.hosts)], network="user")
-            record = MachineRecord(fm.name, fm.profile, fm.ring)
+            record = MachineRecord(fm.name, fm.profile, fm.ring, host=profile.uri)
             self.log.add(record)
             self.nodes.append(Node(record, profile, contexts[fm.profile]))
         self._all(self.nodes, lambda node: node.start(self.stop))
@@ -142,7 +143,8 @@ class Rollout:
 
     def _prepare(self) -> dict[str, NodeContext]:
         """What each profile's machines boot (built or checked once), after the hosts answered
-        and what killed runs left on them was swept."""
+        and what killed runs left on them was swept; a remote host must see the guest's files
+        and the run directory at the same paths."""
         from ..sweep import sweep_hosts
 
         plan = self.plan
@@ -153,7 +155,10 @@ class Rollout:
         boots = threading.Semaphore(plan.max_boots)
         contexts = {}
         for name, profile in plan.profiles.items():
-            guest, sensor = family_plugin(profile.family).prepare(profile, None, self.say)
+            plugin = family_plugin(profile.family)
+            guest, sensor = plugin.prepare(profile, None, self.say)
+            for uri in profile.hosts:  # a remote host reads the domain's paths: the same files there
+                check_shared_paths(uri, plugin.shared_files(guest), [plan.run_dir])
             contexts[name] = NodeContext(guest, sensor, plan.run_id, plan.run_dir, plan.content, self.log, boots,
                                          self._machine_say, plan.slot_prefix, plan.before_delivery, self.stop)
         return contexts

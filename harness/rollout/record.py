@@ -49,6 +49,7 @@ class MachineRecord:
     final_verdict: str | None = None
     healthy_t: float | None = None  # when it was last judged healthy with its final content
     replaced: int = 0  # machines lost to infrastructure before the update and replaced
+    host: str = ""  # the libvirt URI it ran on (a profile's uris: round robin)
 
     @property
     def delivered(self) -> bool:

@@ -39,7 +39,7 @@ def _machine(record: MachineRecord, report_dir: Path) -> dict[str, Any]:
         "crash_title": record.crash_title, "signal_t": _r(record.signal_t),
         "rollback": record.rollback, "recovery": record.recovery,
         "final_verdict": record.final_verdict, "healthy_t": _r(record.healthy_t),
-        "replaced": record.replaced, "state": record.state,
+        "replaced": record.replaced, "state": record.state, "host": record.host,
         "artifacts": _path(record.artifacts, report_dir), "serial_log": _path(record.serial_log, report_dir),
     }
 
