@@ -215,6 +215,7 @@ def test_a_seeded_campaign_judges_groups_replays_and_minimises(tmp_path: Path) -
     assert sum(summary["verdicts"].values()) == 6 and summary["verdicts"]["healthy"] >= 1
     assert summary["files_per_min"] > 0 and summary["out"] == str(out.resolve())
     assert json.loads((out / "campaign.json").read_text()) == summary
+    assert "unique crash" in (out / "index.html").read_text()  # its page (opened in Chromium by test_report_*)
     crashes = summary["unique_crashes"]
     assert crashes and "chf_match_criterion" in {c["function"] for c in crashes}
     replays = []  # every reproducer replayed by its own `rerun` command, side by side

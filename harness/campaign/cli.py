@@ -12,6 +12,7 @@ from typing import Any
 from ..config import select_profile
 from ..content.sensor import BUILDS
 from ..errors import InputFileError
+from ..report import render_campaign
 
 DEFAULT_FILES = 24
 
@@ -37,7 +38,8 @@ def register(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    "snapshot per file (default: fast where available)")
     p.add_argument("--sys-tier", choices=("auto", "off"), default="auto",
                    help="also predict with the emulated harnessflt.sys when it is built (auto, ~0.1 s a file)")
-    p.add_argument("--report", type=Path, metavar="DIR", help="write campaign.json there (default: --out)")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="write campaign.json and its page index.html there (default: --out)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(run=cmd_campaign)
 
@@ -111,6 +113,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         "complete": not result.interrupted and result.infra_stop is None, "judged_this_run": result.judged_now,
         **({"stopped": result.infra_stop} if result.infra_stop else {})})
     written = write_summary(summary, args.report or out)
+    page = render_campaign(written.parent)  # the same page `harness report` makes of it
     if args.json:
         print(json.dumps(summary))
     else:
@@ -120,7 +123,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             print(f"crash x{crash['count']}: {crash['title']}\n  reproducer: {crash['reproducer']}\n"
                   f"  minimized:  {crash['minimized'] or crash.get('minimized_note')}\n  rerun:      {crash['rerun']}")
         print(f"disagreements: {len(summary['disagreements'])}")
-        print(f"summary: {written}")
+        print(f"summary: {written}\npage:    {page}")
     if result.infra_stop:
         print(f"harness: campaign: stopped: {result.infra_stop}", file=sys.stderr)
         return 3
