@@ -104,6 +104,11 @@ class ConsoleBuffer:
             self.closed = True
             self.cond.notify_all()
 
+    def reopen(self) -> None:
+        """A new domain's reader appends from here: waiters wait again instead of giving up."""
+        with self.cond:
+            self.closed = False
+
     def search(self, pattern: re.Pattern[str], since: int, timeout: float) -> re.Match[str] | None:
         """First match at or after absolute offset `since`, waiting up to `timeout` s for it.
         Positions in the match are relative to the buffer's text (offset `start`), as ever.

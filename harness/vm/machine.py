@@ -76,6 +76,7 @@ class Machine:
         self.events: EventRecorder | None = None
         self.buffer = ConsoleBuffer()
         self.marker_buffer = ConsoleBuffer(256 << 10)  # the marker ports' text (COM2 of a Windows guest)
+        self.domain_started_at: tuple[int, int] = (0, 0)  # buffer offsets where the running domain began
         self.monitor = Monitor(self.backend.family, self.profile.boot_loop_threshold, self.profile.timeouts.grace)
         self.cond = threading.Condition()
         self.t0 = time.monotonic()
@@ -175,10 +176,7 @@ class Machine:
         self.mode = mode
         try:
             self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
-            self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer, self.ports[0].device)
-            self.marker_readers = [
-                ConsoleReader(self.conn, dom, self._on_marker_line if port.markers_only else self._on_line,
-                              self.marker_buffer, port.device) for port in self.ports[1:]]
+            self._attach_consoles(dom)
             with self.cond:
                 self.monitor.start_window(self.now(), new_boot=True)
             self.events.record("harness:start", {"mode": mode, "domain": self.name})
@@ -187,6 +185,17 @@ class Machine:
             self.destroy()  # never leave a paused domain behind
             raise InfraError(f"starting {self.name} failed: {exc.get_error_message()} "
                              f"(artifacts: {self.artifacts})") from None
+
+    def _attach_consoles(self, dom: libvirt.virDomain) -> None:
+        """Read this domain's consoles into the machine's buffers, reopened: the last domain's
+        readers closed them. Markers a session waits for (SSH ready) count from here on."""
+        self.buffer.reopen()
+        self.marker_buffer.reopen()
+        self.domain_started_at = (self.buffer.end, self.marker_buffer.end)
+        self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer, self.ports[0].device)
+        self.marker_readers = [
+            ConsoleReader(self.conn, dom, self._on_marker_line if port.markers_only else self._on_line,
+                          self.marker_buffer, port.device) for port in self.ports[1:]]
 
     def wait_verdict(self, timeout: float | None = None, hang_timeout: float | None = None) -> Verdict:
         """Block until the monitor names an outcome (or the timeouts pass); record it."""
@@ -256,11 +265,14 @@ class Machine:
         """Wait for `pattern` on the console (from `since`, default: the start of the buffer)."""
         return self._expect(self.buffer, "console", re.compile(pattern), timeout, since)
 
-    def expect_marker(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
-        """Wait for `pattern` on the marker ports (COM2), or on the console when there are none."""
+    def expect_marker(self, pattern: re.Pattern[str], timeout: float = 30.0,
+                      this_domain: bool = False) -> re.Match[str]:
+        """Wait for `pattern` on the marker ports (COM2), or on the console when there are none;
+        `this_domain`: only what the running domain printed, not an earlier one's."""
+        console, markers = self.domain_started_at if this_domain else (None, None)
         if self.ports[1:]:
-            return self._expect(self.marker_buffer, "the marker port", pattern, timeout)
-        return self._expect(self.buffer, "console", pattern, timeout)
+            return self._expect(self.marker_buffer, "the marker port", pattern, timeout, markers)
+        return self._expect(self.buffer, "console", pattern, timeout, console)
 
     def _expect(self, buffer: ConsoleBuffer, what: str, pattern: re.Pattern[str], timeout: float,
                 since: int | None = None) -> re.Match[str]:
@@ -277,7 +289,7 @@ class Machine:
         if not self.network or self.ssh_port is None or self.client_key is None:
             raise HarnessError("this machine has no network: use a profile with network: user")
         if self._ssh is None:
-            self.expect_marker(re.compile(r"HARNESS-SSH-READY"), timeout=self.profile.timeouts.boot)
+            self.expect_marker(re.compile(r"HARNESS-SSH-READY"), timeout=self.profile.timeouts.boot, this_domain=True)
             self._ssh = SshSession(self.ssh_port, self.client_key, self.backend.host_key(self),
                                    self.profile.timeouts.ssh, username=self.backend.ssh_user)
         return self._ssh

@@ -30,7 +30,6 @@ import libvirt
 from ..artifacts import write_atomic
 from ..errors import ConsoleTimeout, InfraError
 from .connection import open_connection
-from .console import ConsoleReader
 from .events import EventRecorder
 from .machine import Machine
 from .observations import Observation
@@ -133,15 +132,12 @@ class SnapshotMachine(Machine):
             self.events.record("harness:snapshot-boot", {"events": events, "transcript_bytes": len(transcript)})
             with self.cond:
                 self.monitor.start_window(self.now(), new_boot=True)
+            self._attach_consoles(dom)  # the domain is paused: nothing arrives before the transcript
             self.buffer.append(transcript)
             for line in transcript.splitlines():
                 self._observe(Observation(self.now(), "console", line))
             for name in events:
                 self._observe(Observation(self.now(), "event", name))
-            self.console = ConsoleReader(self.conn, dom, self._on_line, self.buffer, self.ports[0].device)
-            self.marker_readers = [
-                ConsoleReader(self.conn, dom, self._on_marker_line if port.markers_only else self._on_line,
-                              self.marker_buffer, port.device) for port in self.ports[1:]]
             self.events.record("harness:start", {"mode": "restore", "domain": self.name, "image": image})
             dom.resume()
         except libvirt.libvirtError as exc:
