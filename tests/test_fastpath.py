@@ -116,6 +116,20 @@ def test_a_good_file_restored_after_a_crashing_one_starts_clean(prepared_guest: 
     assert not judge.snapshot.image.stat().st_mode & 0o222
 
 
+
+@pytest.mark.vm
+@pytest.mark.family("linux")
+def test_a_file_too_big_for_the_snapshots_disk_is_judged_by_a_boot(judge: Any, artifacts_dir: Path) -> None:
+    big = b"\xa5" * (12 << 20)  # needs a data disk larger than the 16 MiB the guest saw at the point
+    verdict = judge.judge(NAME, big, artifacts_dir / "big")
+    assert verdict.verdict == "content-rejected", verdict.one_line()
+    assert verdict.reason.endswith("(judged by a boot: the file's disk is not the snapshot's size)")
+    record = json.loads((artifacts_dir / "big" / "fastpath.json").read_text())
+    assert record["path"] == "boot" and not record["restored_ahead"]
+    good = judge.judge(file_name(291, 0, 31), GOOD, artifacts_dir / "after")  # the restores go on
+    assert good.verdict == "healthy", good.one_line()
+    assert json.loads((artifacts_dir / "after" / "fastpath.json").read_text())["path"] == "snapshot"
+
 def _guest(key: str) -> ReferenceGuest:
     return ReferenceGuest(kernel=Path("/k"), initrd=Path("/i"), kernel_version="6.1", host_key_pub=Path("/h"), key=key)
 
