@@ -3,12 +3,12 @@ and always written as rollout.json into the report directory, partial after Ctrl
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 from ..artifacts import write_json
+from ..errors import HarnessError
+from ..report import render_rollout
 from .orchestrator import Rollout
 from .record import MachineRecord
 
@@ -88,19 +88,12 @@ def rollout_result(rollout: Rollout, report_dir: Path) -> dict[str, Any]:
 
 
 def write_result(result: dict[str, Any], report_dir: Path, say: Callable[[str], None]) -> Path | None:
-    """rollout.json into `report_dir`; then the HTML page, when harness.report is installed.
-    Returns the page's path (None without one)."""
+    """rollout.json into `report_dir`, then its HTML page beside it. Returns the page's path
+    (None when the page failed: the JSON is the result, and the failure is said)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     write_json(report_dir / "rollout.json", result)
-    if os.environ.get("HARNESS_ROLLOUT_NO_HTML") or importlib.util.find_spec("harness.report") is None:
-        return None
-    from .. import report  # type: ignore[attr-defined]  # the HTML page, another module's job
-
-    render = getattr(report, "render_rollout", None)
-    if render is None:
-        return None
     try:
-        return Path(render(report_dir))
-    except Exception as exc:  # noqa: BLE001 - the JSON is the result; a page that fails is said so
-        say(f"the HTML report failed ({type(exc).__name__}: {exc}); rollout.json is in {report_dir}")
+        return render_rollout(report_dir)
+    except HarnessError as exc:
+        say(f"the HTML report failed ({exc}); rollout.json is in {report_dir}")
         return None
