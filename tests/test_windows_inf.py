@@ -33,6 +33,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from harness.windows.inf import inf_fields as _fields, strip_comment as _strip_comment, unquote as _unquote
+
 from .conftest import REPO
 
 INF = REPO / "drivers" / "windows" / "harnessflt.inf"
@@ -83,24 +85,6 @@ class Inf:
                       value)
 
 
-def _strip_comment(line: str) -> str:
-    out, quoted = [], False
-    for ch in line:
-        if ch == '"':
-            quoted = not quoted
-        if ch == ";" and not quoted:
-            break
-        out.append(ch)
-    return "".join(out)
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
-
-
-def _fields(value: str) -> list[str]:
-    return [f.strip() for f in value.split(",")]
 
 
 def _inf() -> Inf:

@@ -60,7 +60,7 @@ class InfReader:
         current: list[tuple[str | None, str]] | None = None
         pending = ""
         for raw in text.splitlines():
-            line = pending + _strip_comment(raw).strip()
+            line = pending + strip_comment(raw).strip()
             pending = ""
             if line.endswith("\\") and not line.startswith("["):
                 pending = line[:-1]
@@ -77,7 +77,7 @@ class InfReader:
                 continue  # SetupAPI ignores lines before the first section
             key, sep, value = line.partition("=")
             current.append((key.strip().lower(), value.strip()) if sep else (None, line))
-        self.strings = {k: _unquote(v) for k, v in self.section("strings") if k is not None}
+        self.strings = {k: unquote(v) for k, v in self.section("strings") if k is not None}
 
     def section(self, name: str) -> list[tuple[str | None, str]]:
         return self.sections.get(name.lower(), [])
@@ -103,7 +103,7 @@ class InfReader:
         return _TOKEN.sub(one, text)
 
 
-def _strip_comment(line: str) -> str:
+def strip_comment(line: str) -> str:
     out, quoted = [], False
     for ch in line:
         if ch == '"':
@@ -114,12 +114,12 @@ def _strip_comment(line: str) -> str:
     return "".join(out)
 
 
-def _unquote(value: str) -> str:
+def unquote(value: str) -> str:
     value = value.strip()
     return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
 
 
-def _fields(value: str) -> list[str]:
+def inf_fields(value: str) -> list[str]:
     return [f.strip() for f in value.split(",")]
 
 
@@ -163,26 +163,26 @@ def inf_facts(path: Path) -> InfFacts:
     copied: list[str] = []
     if install:
         for line in reader.values(f"{install}.Services", "AddService"):
-            fields = _fields(line)
-            name = _unquote(reader.expand(fields[0]))
+            fields = inf_fields(line)
+            name = unquote(reader.expand(fields[0]))
             section = fields[2] if len(fields) > 2 else ""
-            binary = reader.expand(_unquote(reader.value(section, "ServiceBinary"))) if section else ""
+            binary = reader.expand(unquote(reader.value(section, "ServiceBinary"))) if section else ""
             services.append(ServiceFacts(
                 name=name, section=section, binary=PureWindowsPath(binary).name if binary else "",
                 service_type=_int(reader.expand(reader.value(section, "ServiceType"))) if section else None,
                 start_type=_int(reader.expand(reader.value(section, "StartType"))) if section else None))
         for entry in reader.values(install, "CopyFiles"):
-            for target in _fields(entry):
+            for target in inf_fields(entry):
                 if target.startswith("@"):
                     copied.append(reader.expand(target[1:]))
                     continue
                 for key, value in reader.section(target):
-                    copied.append(reader.expand(_fields(value if key is None else key)[0]))
+                    copied.append(reader.expand(inf_fields(value if key is None else key)[0]))
     catalog = reader.value("Version", "CatalogFile.NTamd64") or reader.value("Version", "CatalogFile")
-    return InfFacts(path=path, signature=_unquote(reader.value("Version", "Signature")),
-                    catalog=_unquote(reader.expand(catalog)), install_section=install,
+    return InfFacts(path=path, signature=unquote(reader.value("Version", "Signature")),
+                    catalog=unquote(reader.expand(catalog)), install_section=install,
                     has_models=reader.has("Manufacturer"), services=tuple(services),
-                    copied=tuple(_unquote(c) for c in copied if c))
+                    copied=tuple(unquote(c) for c in copied if c))
 
 
 def not_installable(facts: InfFacts) -> str:
