@@ -206,7 +206,9 @@ class Node:
                         if rejected is not None:
                             found.append(("rejected", rejected[0], f"rejected {rejected[1]}: {rejected[2]}"))
                     if not found:
-                        machine.cond.wait()  # woken by every console line and event, and by stop_watching()
+                        # woken by every console line and event, and by stop_watching(); the
+                        # timeout only bounds the wait, the loop looks again either way
+                        machine.cond.wait(self.profile.timeouts.boot)
             for kind, t, detail in found:
                 seen.add(kind)
                 if kind == "crash":
