@@ -85,6 +85,7 @@ class Machine:
         self._ssh: SshSession | None = None
         self._boots_started = 0
         self.closed: Future[None] | None = None  # the background teardown, once close() ran
+        self._closing = False
         notify_new_machine(self)
 
     # ------------------------------------------------------------- helpers
@@ -94,12 +95,8 @@ class Machine:
 
     def _observe(self, obs: Observation) -> None:
         with self.cond:
-            if obs.source == "console":
-                self.monitor.observe_line(obs.text, obs.t)
-            elif obs.source == "event":
-                self.monitor.observe_event(obs.text, obs.t)
-            else:
-                self.monitor.observe_closed(obs.text, obs.t)
+            observe = {"console": self.monitor.observe_line, "event": self.monitor.observe_event}
+            observe.get(obs.source, self.monitor.observe_closed)(obs.text, obs.t)
             self.cond.notify_all()
 
     def _on_line(self, line: str) -> None:
@@ -119,8 +116,7 @@ class Machine:
         self._observe(Observation(self.now(), "closed", f"connection closed (reason {reason})"))
 
     def enable_network(self) -> None:
-        """User networking with SSH forwarded to 127.0.0.1 (from the next boot; before the first
-        boot, so the data disk gets this run's authorized key)."""
+        """User networking, SSH forwarded to 127.0.0.1; before the first boot (the disk gets the key)."""
         if self.disk.exists():
             raise HarnessError("enable_network() must come before the first boot")
         self.network = True
@@ -172,7 +168,7 @@ class Machine:
         except libvirt.libvirtError as exc:
             raise InfraError(f"libvirt refused the domain: {exc.get_error_message()} "
                              f"(domain XML: {self.artifacts / 'domain.xml'})") from None
-        self.dom = dom
+        self._own(dom)
         self.mode = mode
         try:
             self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
@@ -185,6 +181,15 @@ class Machine:
             self.destroy()  # never leave a paused domain behind
             raise InfraError(f"starting {self.name} failed: {exc.get_error_message()} "
                              f"(artifacts: {self.artifacts})") from None
+
+    def _own(self, dom: libvirt.virDomain) -> None:
+        """Hold a domain libvirt just started, unless close() ran meanwhile in another thread
+        (Ctrl-C while libvirt was starting it): then it is destroyed at once, never leaked."""
+        with self.cond:
+            closing, self.dom = self._closing, (None if self._closing else dom)
+        if closing:
+            self._destroy_domain(dom)
+            raise InfraError(f"{self.name} was closed while it started (artifacts: {self.artifacts})")
 
     def _attach_consoles(self, dom: libvirt.virDomain) -> None:
         """Read this domain's consoles into the machine's buffers, reopened: the last domain's
@@ -221,8 +226,7 @@ class Machine:
         self.progress(f"{self.name}: {verdict.one_line()}")
         return verdict
 
-    def write_verdict(self) -> None:
-        """verdict.json: the last verdict, with the recovery results so far."""
+    def write_verdict(self) -> None:  # verdict.json: the last verdict, with the recovery results so far
         if self.verdict is None:
             return
         write_json(self.artifacts / "verdict.json", {
@@ -243,8 +247,7 @@ class Machine:
         with self.cond:
             return [finding for boot in self.monitor.boots for finding in boot.findings]
 
-    def crash_probe(self) -> CrashProbe:
-        """A crash probe for a command starting now (transport.CrashProbe)."""
+    def crash_probe(self) -> CrashProbe:  # for a command starting now (transport.CrashProbe)
         return crash_probe(self.cond, self.monitor, self.now)
 
     def wait_recovery_env(self, timeout: float | None = None, hang_timeout: float | None = None) -> tuple[str, str]:
@@ -368,6 +371,8 @@ class Machine:
         `keep`). With `background`, only the watching stops now and the rest runs in a background
         worker (teardown.py), so the next machine need not wait for QEMU to exit; the returned
         future (also `self.closed`) is done when all of it is."""
+        with self.cond:
+            self._closing = True  # a boot() still in createXML destroys its own domain
         dom = self._stop_watching()
         conn, self.conn = self.conn, None
         self.closed = teardown.submit(lambda: self._finish_close(dom, conn, keep))

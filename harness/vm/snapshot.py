@@ -125,7 +125,7 @@ class SnapshotMachine(Machine):
         except libvirt.libvirtError as exc:
             raise InfraError(f"the restored domain {self.name} is gone: {exc.get_error_message()} "
                              f"(artifacts: {self.artifacts})") from None
-        self.dom = dom
+        self._own(dom)
         self.mode = "normal"
         try:
             self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
