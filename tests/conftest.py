@@ -5,12 +5,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from harness.testing import skip_or_fail
+
+from .browser import Browser
 
 if TYPE_CHECKING:
     from harness.windows.domain import Firmware
@@ -44,3 +47,10 @@ def firmware(tmp_path: Path) -> "Firmware":
 
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One headless Chromium for a test module's pages (tests/browser.py)."""
+    with Browser.start(tmp_path_factory.mktemp("chromium")) as b:
+        yield b

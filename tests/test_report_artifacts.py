@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ ROWS = """[...document.querySelectorAll('table.runs tbody tr')].map(tr => {
   return {text: tr.innerText, state: badge.dataset.state, bg: getComputedStyle(badge).backgroundColor,
           links: [...tr.querySelectorAll('a')].map(a => ({text: a.innerText, href: a.href}))};
 })"""
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    with Browser.start(tmp_path_factory.mktemp("chromium")) as b:
-        yield b
 
 
 @pytest.mark.vm

@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +71,6 @@ def write_campaign(report_dir: Path) -> dict[str, Any]:
            "out": str(out)}
     (report_dir / "campaign.json").write_text(json.dumps(obj, indent=2))
     return obj
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    with Browser.start(tmp_path_factory.mktemp("chromium")) as b:
-        yield b
 
 
 def test_a_campaign_page_lists_each_unique_crash_with_its_files_and_the_disagreements(

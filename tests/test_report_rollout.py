@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from harness.paths import FIXTURES
 from harness.report import render_rollout
@@ -133,12 +130,6 @@ PAGE_STATE = """(() => {
     blast: [...document.querySelectorAll('#blast .bar')].map(e => box(e)),
   };
 })()"""
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    with Browser.start(tmp_path_factory.mktemp("chromium")) as b:
-        yield b
 
 
 def test_a_halted_rollout_shows_the_canary_crash_in_ring_0_and_nothing_delivered_past_it(
