@@ -157,21 +157,16 @@ class Machine:
             self.backend.prepare_first_boot(self)
         xml = self.domain_xml(mode)
         write_atomic(self.artifacts / "domain.xml", xml)
-        if self.conn is None:
-            self.conn = open_connection(self.profile.uri)
-            self.conn.registerCloseCallback(self._on_close, None)
-        self._boots_started += 1
-        self.progress(f"{self.name}: boot {self._boots_started} ({mode}, {self.sensor} sensor, "
-                      f"domain type {self.domain_type})")
+        conn = self._connect("boot", f"{mode}, ")
         try:
-            dom = self.conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
+            dom = conn.createXML(xml, libvirt.VIR_DOMAIN_START_PAUSED)
         except libvirt.libvirtError as exc:
             raise InfraError(f"libvirt refused the domain: {exc.get_error_message()} "
                              f"(domain XML: {self.artifacts / 'domain.xml'})") from None
         self._own(dom)
         self.mode = mode
         try:
-            self.events = EventRecorder(self.conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
+            self.events = EventRecorder(conn, dom, self.artifacts / "events.jsonl", self._on_event, self.t0)
             self._attach_consoles(dom)
             with self.cond:
                 self.monitor.start_window(self.now(), new_boot=True)
@@ -182,9 +177,18 @@ class Machine:
             raise InfraError(f"starting {self.name} failed: {exc.get_error_message()} "
                              f"(artifacts: {self.artifacts})") from None
 
+    def _connect(self, start: str, detail: str = "") -> libvirt.virConnect:
+        """The libvirt connection (opened once, its closing watched); counts and says one start."""
+        if self.conn is None:
+            self.conn = open_connection(self.profile.uri)
+            self.conn.registerCloseCallback(self._on_close, None)
+        self._boots_started += 1
+        self.progress(f"{self.name}: {start} {self._boots_started} ({detail}{self.sensor} sensor, "
+                      f"domain type {self.domain_type})")
+        return self.conn
+
     def _own(self, dom: libvirt.virDomain) -> None:
-        """Hold a domain libvirt just started, unless close() ran meanwhile in another thread
-        (Ctrl-C while libvirt was starting it): then it is destroyed at once, never leaked."""
+        """Hold a domain libvirt just started; destroy it at once if close() ran meanwhile (Ctrl-C)."""
         with self.cond:
             closing, self.dom = self._closing, (None if self._closing else dom)
         if closing:
@@ -192,8 +196,7 @@ class Machine:
             raise InfraError(f"{self.name} was closed while it started (artifacts: {self.artifacts})")
 
     def _attach_consoles(self, dom: libvirt.virDomain) -> None:
-        """Read this domain's consoles into the machine's buffers, reopened: the last domain's
-        readers closed them. Markers a session waits for (SSH ready) count from here on."""
+        """Read the domain's consoles into the reopened buffers; awaited markers count from here."""
         self.buffer.reopen()
         self.marker_buffer.reopen()
         self.domain_started_at = (self.buffer.end, self.marker_buffer.end)
@@ -237,8 +240,7 @@ class Machine:
             "serial_log": str(self.serial_log), "artifacts": str(self.artifacts)})
 
     def crashes_seen(self) -> list[str]:
-        """The title of every crash the monitor saw in this machine's life, whether or not a
-        verdict was asked for (a crash during expect(), run(), a transport or the guest agent)."""
+        """Every crash title the monitor saw, verdict asked or not (in expect(), run(), a transport)."""
         return crash_titles(self.cond, self.monitor, self.now, self.profile.timeouts.grace,
                             lambda: self.dom is not None)
 
@@ -270,8 +272,7 @@ class Machine:
 
     def expect_marker(self, pattern: re.Pattern[str], timeout: float = 30.0,
                       this_domain: bool = False) -> re.Match[str]:
-        """Wait for `pattern` on the marker ports (COM2), or on the console when there are none;
-        `this_domain`: only what the running domain printed, not an earlier one's."""
+        """Wait for `pattern` on the marker ports (COM2; else the console); `this_domain`: its output only."""
         console, markers = self.domain_started_at if this_domain else (None, None)
         if self.ports[1:]:
             return self._expect(self.marker_buffer, "the marker port", pattern, timeout, markers)
@@ -281,9 +282,9 @@ class Machine:
                 since: int | None = None) -> re.Match[str]:
         match = buffer.search(pattern, buffer.start if since is None else since, timeout)
         if match is None:
-            raise ConsoleTimeout(f"{what} did not show {pattern.pattern!r} within {timeout:.0f} s"
-                                 f"{stream_stall_note(self.serial_log, pattern) if buffer is self.buffer else ''}; last output:\n"
-                                 f"{buffer.tail(1500)}", self.artifacts)
+            stalled = stream_stall_note(self.serial_log, pattern) if buffer is self.buffer else ""
+            raise ConsoleTimeout(f"{what} did not show {pattern.pattern!r} within {timeout:.0f} s{stalled}; "
+                                 f"last output:\n{buffer.tail(1500)}", self.artifacts)
         return match
 
     # ----------------------------------------------------------------- ssh
@@ -298,8 +299,7 @@ class Machine:
         return self._ssh
 
     def transport(self, timeout: float | None = None) -> SshTransport:
-        """Commands and SFTP over this machine's SSH session; a crash during one raises
-        CrashDuringCommand with the crash report."""
+        """Commands and SFTP over SSH; a crash during one raises CrashDuringCommand with its report."""
         return SshTransport(self.ssh(), timeout=timeout or self.profile.timeouts.ssh,
                             crash_probe=self.crash_probe(), artifacts=self.artifacts)
 

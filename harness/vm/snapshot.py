@@ -29,7 +29,6 @@ import libvirt
 
 from ..artifacts import write_atomic
 from ..errors import ConsoleTimeout, InfraError
-from .connection import open_connection
 from .events import EventRecorder
 from .machine import Machine
 from .observations import Observation
@@ -93,7 +92,7 @@ class SnapshotMachine(Machine):
             raise InfraError(f"{self.name} is already running; destroy() it first")
         write_atomic(self.artifacts / "domain.xml", xml)
         self.serial_log.write_text(transcript)  # libvirt appends the restored machine's output
-        self._connect()
+        self._connect("restore")
         try:
             self.conn.restoreFlags(str(image), xml, libvirt.VIR_DOMAIN_SAVE_PAUSED)  # type: ignore[union-attr]
         except libvirt.libvirtError as exc:
@@ -107,16 +106,8 @@ class SnapshotMachine(Machine):
         if self.dom is not None:
             raise InfraError(f"{self.name} is already running; destroy() it first")
         write_atomic(self.artifacts / "domain.xml", xml)
-        self._connect()
+        self._connect("restore")
         self._watch_restored(transcript, events, "restored ahead")
-
-    def _connect(self) -> None:
-        if self.conn is None:
-            self.conn = open_connection(self.profile.uri)
-            self.conn.registerCloseCallback(self._on_close, None)
-        self._boots_started += 1
-        self.progress(f"{self.name}: restore {self._boots_started} ({self.sensor} sensor, "
-                      f"domain type {self.domain_type})")
 
     def _watch_restored(self, transcript: str, events: list[str], image: str) -> None:
         assert self.conn is not None
