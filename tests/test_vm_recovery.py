@@ -12,6 +12,8 @@ import pytest
 
 from harness.content.format import file_name
 from harness.paths import CONTENT_FIXTURES
+from harness.recovery import stopped_unannounced
+from harness.vm.connection import destroy_by_name
 from harness.vm.machine import Machine
 
 from .conftest import run_harness
@@ -71,6 +73,22 @@ def test_a_recovery_environment_that_hangs_is_reported_as_hang(vm: Machine, tmp_
     result = looping(vm).recover("recovery-env", script=script)
     assert result.result == "failed" and result.stage == "hang"
     assert result.removed == [] and result.final is None and result.boots == 1
+
+
+def test_a_stop_whose_event_never_arrives_is_found_by_asking_libvirt(vm: Machine) -> None:
+    """Seen once in CI: a recovery environment powered off, libvirtd stopped QEMU, and no
+    lifecycle event reached the harness. Here the events are really lost (the machine's recorder
+    deregistered) and the domain stopped from outside: asking libvirt finds the stop."""
+    vm.install_content({GOOD_NAME: GOOD})
+    vm.boot()
+    assert vm.wait_verdict().verdict == "healthy"
+    assert not stopped_unannounced(vm) and vm.monitor.stopped is None  # running: nothing to find
+    assert vm.events is not None
+    vm.events.close()
+    vm.events = None
+    assert destroy_by_name(vm.profile.uri, vm.name)
+    assert vm.monitor.stopped is None  # no event came
+    assert stopped_unannounced(vm) and vm.monitor.stopped == "lifecycle:stopped:shutdown"
 
 
 def test_reproduce_recover_all_reports_each_path(tmp_path: Path) -> None:
